@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Modules follow the data flow: C shims → Tensors → SafeTensors → Tokenizer/Models → … → CLI.
+// Nothing lower imports anything higher.
+let package = Package(
+    name: "lightreasoner",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "lightreasoner", targets: ["lightreasoner"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config.
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
+        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq",
+                       providers: [.apt(["libzmq3-dev"]), .brew(["zeromq"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"]), .brew(["open-mpi"])]),
+        // OpenMPI's handles are macros over globals; this exposes them as functions.
+        .target(name: "CMPIShim", dependencies: ["CMPI"]),
+
+        .target(name: "Tensors", dependencies: ["CBLAS"]),
+        .target(name: "SafeTensors", dependencies: ["Tensors"]),
+        .target(name: "Tokenizer"),
+        .target(name: "Models", dependencies: ["Tensors", "SafeTensors"]),
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim"]),
+
+        .executableTarget(name: "lightreasoner", dependencies: [
+            "Tensors", "SafeTensors", "Tokenizer", "Models", "Cluster",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // A tiny MPI program the tests launch under mpirun.
+        .executableTarget(name: "lr-mpi-selftest", dependencies: ["Cluster"]),
+
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensors"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors", "Tensors"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+    ]
+)
