@@ -1,0 +1,242 @@
+import Foundation
+import Tensors
+
+/// One transformer block's weights, as stored (matrices) or widened once (small vectors).
+public struct LayerWeights: @unchecked Sendable {
+    public let inputNorm: [Float]          // (C)
+    public let postAttentionNorm: [Float]  // (C)
+    public let q: WeightMatrix             // (H·D, C)
+    public let k: WeightMatrix             // (KVH·D, C)
+    public let v: WeightMatrix             // (KVH·D, C)
+    public let o: WeightMatrix             // (C, H·D)
+    public let qBias: [Float]?             // (H·D)
+    public let kBias: [Float]?             // (KVH·D)
+    public let vBias: [Float]?             // (KVH·D)
+    public let gate: WeightMatrix          // (I, C)
+    public let up: WeightMatrix            // (I, C)
+    public let down: WeightMatrix          // (C, I)
+}
+
+/// Per-sequence key/value cache for every layer, sized up front.
+/// keys, values: (L, slots, capacity, KVH·D)
+public final class KVCache: @unchecked Sendable {
+    public let layers: Int
+    public let slots: Int
+    public let capacity: Int
+    public let kvDim: Int
+    public let keys: UnsafeMutablePointer<Float>
+    public let values: UnsafeMutablePointer<Float>
+    /// Tokens already cached per slot.
+    public var lengths: [Int]
+
+    public init(config: ModelConfig, slots: Int, capacity: Int) {
+        layers = config.numLayers
+        self.slots = slots
+        self.capacity = capacity
+        kvDim = config.kvDim
+        let count = layers * slots * capacity * kvDim
+        keys = .allocate(capacity: count)
+        values = .allocate(capacity: count)
+        lengths = Array(repeating: 0, count: slots)
+    }
+
+    deinit {
+        keys.deallocate()
+        values.deallocate()
+    }
+
+    public static func bytes(config: ModelConfig, slots: Int, capacity: Int) -> Int {
+        2 * config.numLayers * slots * capacity * config.kvDim * MemoryLayout<Float>.size
+    }
+
+    func keys(layer: Int, slot: Int) -> UnsafeMutablePointer<Float> {
+        keys + ((layer * slots + slot) * capacity) * kvDim
+    }
+
+    func values(layer: Int, slot: Int) -> UnsafeMutablePointer<Float> {
+        values + ((layer * slots + slot) * capacity) * kvDim
+    }
+
+    public func reset() { lengths = Array(repeating: 0, count: slots) }
+}
+
+/// New tokens for one sequence, appended after what its cache slot already holds.
+public struct SequenceChunk: Sendable {
+    public let slot: Int
+    public let tokens: [Int32]
+    public init(slot: Int, tokens: [Int32]) {
+        self.slot = slot
+        self.tokens = tokens
+    }
+}
+
+public enum DecoderError: Error, CustomStringConvertible {
+    case cacheFull(slot: Int, needed: Int, capacity: Int)
+    case contextTooLong(tokens: Int, maxPositions: Int)
+
+    public var description: String {
+        switch self {
+        case let .cacheFull(slot, needed, capacity):
+            "KV cache slot \(slot) needs \(needed) positions but holds \(capacity); hint: lower --max-new-tokens or the prompt length"
+        case let .contextTooLong(tokens, maxPositions):
+            "sequence of \(tokens) tokens exceeds the model's max_position_embeddings (\(maxPositions))"
+        }
+    }
+}
+
+/// Activation buffers for up to `maxTokens` rows per forward call; one allocation, grown on demand.
+final class ForwardBuffers {
+    private(set) var maxTokens = 0
+    private var storage: UnsafeMutablePointer<Float>?
+    var x: UnsafeMutablePointer<Float>!       // (N, C) residual stream
+    var h: UnsafeMutablePointer<Float>!       // (N, C) normed input
+    var q: UnsafeMutablePointer<Float>!       // (N, H·D)
+    var k: UnsafeMutablePointer<Float>!       // (N, KVH·D)
+    var v: UnsafeMutablePointer<Float>!       // (N, KVH·D)
+    var attention: UnsafeMutablePointer<Float>!  // (N, H·D)
+    var gate: UnsafeMutablePointer<Float>!    // (N, I)
+    var up: UnsafeMutablePointer<Float>!      // (N, I)
+    var positions: [Int32] = []
+    var scores: [Float] = []                  // (T, S) per attention call
+
+    func ensure(tokens: Int, config c: ModelConfig) {
+        guard tokens > maxTokens else { return }
+        storage?.deallocate()
+        let sizes = [c.hiddenSize, c.hiddenSize, c.qDim, c.kvDim, c.kvDim, c.qDim, c.intermediateSize, c.intermediateSize]
+        let total = sizes.reduce(0, +) * tokens
+        let base = UnsafeMutablePointer<Float>.allocate(capacity: total)
+        var offset = 0
+        func take(_ width: Int) -> UnsafeMutablePointer<Float> {
+            defer { offset += width * tokens }
+            return base + offset
+        }
+        x = take(sizes[0]); h = take(sizes[1]); q = take(sizes[2]); k = take(sizes[3]); v = take(sizes[4])
+        attention = take(sizes[5]); gate = take(sizes[6]); up = take(sizes[7])
+        storage = base
+        maxTokens = tokens
+    }
+
+    deinit { storage?.deallocate() }
+}
+
+/// A Qwen2 / Llama decoder for inference: f32 compute over weights kept as stored.
+public final class Decoder: @unchecked Sendable {
+    public let checkpoint: Checkpoint
+    public var config: ModelConfig { checkpoint.config }
+    public let embedding: WeightMatrix     // (V, C)
+    public let lmHead: WeightMatrix        // (V, C), the embedding when tied
+    public let finalNorm: [Float]          // (C)
+    public let layers: [LayerWeights]
+    public let rope: RopeTable
+    let scratch = WidenScratch()
+    let buffers = ForwardBuffers()
+
+    public init(checkpoint: Checkpoint) throws {
+        self.checkpoint = checkpoint
+        let c = checkpoint.config
+        embedding = try checkpoint.matrix("model.embed_tokens.weight")
+        lmHead = c.tieWordEmbeddings ? embedding : try checkpoint.matrix("lm_head.weight")
+        finalNorm = try checkpoint.vector("model.norm.weight")
+        layers = try (0..<c.numLayers).map { layer in
+            let p = "model.layers.\(layer)."
+            let bias: (String) throws -> [Float]? = { c.attentionBias ? try checkpoint.vector(p + "self_attn.\($0)_proj.bias") : nil }
+            return LayerWeights(
+                inputNorm: try checkpoint.vector(p + "input_layernorm.weight"),
+                postAttentionNorm: try checkpoint.vector(p + "post_attention_layernorm.weight"),
+                q: try checkpoint.matrix(p + "self_attn.q_proj.weight"),
+                k: try checkpoint.matrix(p + "self_attn.k_proj.weight"),
+                v: try checkpoint.matrix(p + "self_attn.v_proj.weight"),
+                o: try checkpoint.matrix(p + "self_attn.o_proj.weight"),
+                qBias: try bias("q"), kBias: try bias("k"), vBias: try bias("v"),
+                gate: try checkpoint.matrix(p + "mlp.gate_proj.weight"),
+                up: try checkpoint.matrix(p + "mlp.up_proj.weight"),
+                down: try checkpoint.matrix(p + "mlp.down_proj.weight"))
+        }
+        rope = RopeTable(headDim: c.headDim, theta: c.ropeTheta, positions: c.maxPositionEmbeddings)
+    }
+
+    public convenience init(directory: URL, strict: Bool = false) throws {
+        try self.init(checkpoint: Checkpoint(directory: directory, strict: strict))
+    }
+
+    public var vocabSize: Int { config.vocabSize }
+
+    /// Runs the new tokens of several sequences through the model, appending their keys/values to the
+    /// cache, and returns the final-normed hidden states of every new token in chunk order.
+    /// Returns hidden: (N, C), valid until the next call.
+    public func forward(_ chunks: [SequenceChunk], cache: KVCache) throws -> UnsafePointer<Float> {
+        let c = config
+        let n = chunks.reduce(0) { $0 + $1.tokens.count }
+        for chunk in chunks {
+            let needed = cache.lengths[chunk.slot] + chunk.tokens.count
+            guard needed <= cache.capacity else {
+                throw DecoderError.cacheFull(slot: chunk.slot, needed: needed, capacity: cache.capacity)
+            }
+            guard needed <= rope.positions else { throw DecoderError.contextTooLong(tokens: needed, maxPositions: rope.positions) }
+            for token in chunk.tokens where token < 0 || Int(token) >= c.vocabSize {
+                throw CheckpointError.tokenOutOfRange(token: Int(token), vocabSize: c.vocabSize)
+            }
+        }
+        buffers.ensure(tokens: n, config: c)
+        let b = buffers
+        let shape = AttentionShape(heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim)
+
+        // Embedding lookup and positions. x: (N, C)
+        b.positions.removeAll(keepingCapacity: true)
+        var row = 0
+        for chunk in chunks {
+            let start = cache.lengths[chunk.slot]
+            for (offset, token) in chunk.tokens.enumerated() {
+                embedding.row(Int(token), into: b.x + row * c.hiddenSize)
+                b.positions.append(Int32(start + offset))
+                row += 1
+            }
+        }
+
+        for (index, layer) in layers.enumerated() {
+            // Attention block. h = rmsnorm(x); q,k,v = h·Wᵀ + bias
+            rmsnormForward(out: b.h, rstd: nil, x: b.x, weight: layer.inputNorm, rows: n, channels: c.hiddenSize, eps: c.rmsNormEps)
+            linearForward(out: b.q, x: b.h, weight: layer.q, bias: layer.qBias, rows: n, scratch: scratch)
+            linearForward(out: b.k, x: b.h, weight: layer.k, bias: layer.kBias, rows: n, scratch: scratch)
+            linearForward(out: b.v, x: b.h, weight: layer.v, bias: layer.vBias, rows: n, scratch: scratch)
+            b.positions.withUnsafeBufferPointer { positions in
+                ropeForward(b.q, positions: positions.baseAddress!, rows: n, heads: c.numHeads, table: rope)
+                ropeForward(b.k, positions: positions.baseAddress!, rows: n, heads: c.numKVHeads, table: rope)
+            }
+            // Append k, v to each sequence's cache, then attend over the whole cached prefix.
+            var first = 0
+            for chunk in chunks {
+                let t = chunk.tokens.count, past = cache.lengths[chunk.slot]
+                let keys = cache.keys(layer: index, slot: chunk.slot), values = cache.values(layer: index, slot: chunk.slot)
+                (keys + past * c.kvDim).update(from: b.k + first * c.kvDim, count: t * c.kvDim)
+                (values + past * c.kvDim).update(from: b.v + first * c.kvDim, count: t * c.kvDim)
+                let scoreCount = t * (past + t)
+                if b.scores.count < scoreCount { b.scores = Array(repeating: 0, count: scoreCount) }
+                b.scores.withUnsafeMutableBufferPointer { scores in
+                    attentionForward(out: b.attention + first * c.qDim, q: b.q + first * c.qDim,
+                                     keys: keys, values: values, past: past, queries: t, shape: shape,
+                                     scores: scores.baseAddress!)
+                }
+                first += t
+            }
+            // x += attention · Woᵀ
+            linearForward(out: b.x, x: b.attention, weight: layer.o, rows: n, accumulate: true, scratch: scratch)
+
+            // MLP block. x += down(silu(gate(h)) · up(h))
+            rmsnormForward(out: b.h, rstd: nil, x: b.x, weight: layer.postAttentionNorm, rows: n, channels: c.hiddenSize, eps: c.rmsNormEps)
+            linearForward(out: b.gate, x: b.h, weight: layer.gate, rows: n, scratch: scratch)
+            linearForward(out: b.up, x: b.h, weight: layer.up, rows: n, scratch: scratch)
+            swigluForward(out: b.gate, gate: b.gate, up: b.up, count: n * c.intermediateSize)
+            linearForward(out: b.x, x: b.gate, weight: layer.down, rows: n, accumulate: true, scratch: scratch)
+        }
+        for chunk in chunks { cache.lengths[chunk.slot] += chunk.tokens.count }
+
+        rmsnormForward(out: b.h, rstd: nil, x: b.x, weight: finalNorm, rows: n, channels: c.hiddenSize, eps: c.rmsNormEps)
+        return UnsafePointer(b.h)
+    }
+
+    /// logits (R, V) = hidden (R, C) · lm_headᵀ
+    public func logits(hidden: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        linearForward(out: out, x: hidden, weight: lmHead, rows: rows, scratch: scratch)
+    }
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import Models
+import SafeTensors
+import Tensors
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a model directory's architecture, parameter count, dtypes, shard layout, memory plan and warnings.")
+
+    @Option(help: "Hugging Face model directory (config.json + *.safetensors).")
+    var model: String
+
+    @OptionGroup var load: ModelLoadOptions
+
+    @Flag(help: "Also list every tensor with dtype and shape.")
+    var tensors = false
+
+    func run() throws {
+        let directory = userURL(model)
+        let checkpoint = try Checkpoint(directory: directory, strict: load.strict)
+        let c = checkpoint.config
+        let store = checkpoint.store
+        var lines: [(String, String)] = []
+        lines.append(("model", directory.path))
+        lines.append(("architecture", "\(c.architecture.rawValue): \(c.numLayers) layers, hidden \(c.hiddenSize), "
+            + "heads \(c.numHeads) (kv \(c.numKVHeads), head_dim \(c.headDim)), intermediate \(c.intermediateSize)"))
+        lines.append(("vocabulary", "\(c.vocabSize) rows, lm_head \(c.tieWordEmbeddings ? "tied to the embedding" : "untied")"))
+        lines.append(("attention", "RoPE theta \(c.ropeTheta), RMSNorm eps \(c.rmsNormEps), q/k/v bias \(c.attentionBias ? "yes" : "no")"))
+        lines.append(("parameters", "\(formatCount(checkpoint.layout.parameterCount)) (\(checkpoint.layout.parameterCount))"))
+        let dtypes = checkpoint.bytesByDType.sorted { $0.key.rawValue < $1.key.rawValue }
+            .map { "\($0.key.rawValue) \(formatBytes($0.value))" }.joined(separator: ", ")
+        lines.append(("dtypes", dtypes + " (compute is f32; BF16/F16 are widened per use)"))
+        let layout = store.layout
+        lines.append(("files", store.indexPath.map { "\(layout.count) shards via \(URL(fileURLWithPath: $0).lastPathComponent)" }
+            ?? "1 file"))
+        for file in layout {
+            let kinds = file.byDType.sorted { $0.key.rawValue < $1.key.rawValue }
+                .map { "\($0.value.tensorCount) \($0.key.rawValue)" }.joined(separator: ", ")
+            lines.append(("", "\(URL(fileURLWithPath: file.path).lastPathComponent): \(formatBytes(file.fileSize)), \(file.tensors.count) tensors (\(kinds))"))
+        }
+        let eos = checkpoint.generation.eosTokenIDs.map(String.init).joined(separator: ", ")
+        lines.append(("stop ids", "[\(eos)] from \(URL(fileURLWithPath: checkpoint.generation.source).lastPathComponent)"))
+        let perToken = KVCache.bytes(config: c, slots: 1, capacity: 1)
+        lines.append(("memory", "weights mapped \(formatBytes(store.totalFileBytes)) (resident now \(formatBytes(store.residentBytes() ?? 0))), "
+            + "KV cache \(formatBytes(perToken)) per token per sequence, process RSS \(formatBytes(residentSetBytes() ?? 0))"))
+        for warning in checkpoint.warnings { lines.append(("warning", warning)) }
+
+        let width = lines.map(\.0.count).max() ?? 0
+        for (key, value) in lines {
+            print(key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value)
+        }
+        if tensors {
+            for entry in checkpoint.layout.entries {
+                let info = try store.info(entry.name)
+                print("  \(entry.name)  \(info.dtype.rawValue)  \(info.shape)  \(URL(fileURLWithPath: info.filePath).lastPathComponent)")
+            }
+        }
+    }
+}

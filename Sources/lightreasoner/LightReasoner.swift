@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+import Tensors
+
+@main
+struct LightReasoner: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lightreasoner",
+        abstract: "LightReasoner in Swift: contrastive expert/amateur sampling, LoRA fine-tuning, merge and evaluation on CPU nodes.",
+        discussion: """
+        Start with `lightreasoner inspect --model models/tiny-expert`. Every command runs without a \
+        network or Python; models are Hugging Face directories (config.json, *.safetensors, tokenizer files).
+        """,
+        subcommands: [Inspect.self, Generate.self])
+}
+
+/// Options every command that loads a model shares.
+struct ModelLoadOptions: ParsableArguments {
+    @Flag(help: "Treat tensors the model does not use (rotary inv_freq, a tied lm_head copy) as errors.")
+    var strict = false
+
+    @Option(help: "OpenBLAS threads for this process (default: OPENBLAS_NUM_THREADS or all cores).")
+    var threads: Int?
+
+    func applyThreads() {
+        if let threads { Tensors.BLAS.threads = threads }
+    }
+}
