@@ -123,6 +123,12 @@ public struct ModelConfig: Sendable, Equatable {
             throw ModelConfigError.unsupported(file: file, key: "use_sliding_window", value: "true",
                                                supported: "false (full causal attention)")
         }
+        // transformers 5 lists the attention kind per layer; only full attention is implemented.
+        if let layerTypes = json["layer_types"] as? [Any],
+           let index = layerTypes.firstIndex(where: { ($0 as? String) != "full_attention" }) {
+            throw ModelConfigError.unsupported(file: file, key: "layer_types[\(index)]", value: "\(layerTypes[index])",
+                                               supported: "\"full_attention\" (no sliding-window layers)")
+        }
         let activation = try keys.optionalString("hidden_act") ?? "silu"
         guard activation == "silu" else {
             throw ModelConfigError.unsupported(file: file, key: "hidden_act", value: "\"\(activation)\"", supported: "\"silu\" (SwiGLU)")

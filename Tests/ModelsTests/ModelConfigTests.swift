@@ -77,6 +77,7 @@ func edited(_ text: String, _ change: (inout [String: Any]) -> Void) throws -> [
         ("hidden_act", "gelu"),
         ("head_dim", "odd head_dim"),
         ("vocab_size", "zero vocab"),
+        ("layer_types[1]", "sliding layer"),
     ])
     func malformedConfigNamesKey(key: String, scenario: String) throws {
         let object = try edited(qwenMath15BConfig) { object in
@@ -91,6 +92,7 @@ func edited(_ text: String, _ change: (inout [String: Any]) -> Void) throws -> [
             case "gelu": object["hidden_act"] = "gelu"
             case "odd head_dim": object["head_dim"] = 7
             case "zero vocab": object["vocab_size"] = 0
+            case "sliding layer": object["layer_types"] = ["full_attention", "sliding_attention"]
             default: Issue.record("unknown scenario \(scenario)")
             }
         }
