@@ -28,10 +28,11 @@ let package = Package(
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         .target(name: "Tokenizer"),
         .target(name: "Models", dependencies: ["Tensors", "SafeTensors"]),
+        .target(name: "Contrast"),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim"]),
 
         .executableTarget(name: "lightreasoner", dependencies: [
-            "Tensors", "SafeTensors", "Tokenizer", "Models", "Cluster",
+            "Tensors", "SafeTensors", "Tokenizer", "Models", "Contrast", "Cluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -42,6 +43,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensors"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors", "Tensors"]),
+        .testTarget(name: "ContrastTests", dependencies: ["Contrast"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
     ]
 )
