@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         .target(name: "Tokenizer"),
         .target(name: "Models", dependencies: ["Tensors", "SafeTensors"]),
-        .target(name: "Contrast"),
+        .target(name: "Contrast", dependencies: ["Models", "Tokenizer"]),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim"]),
 
         .executableTarget(name: "lightreasoner", dependencies: [

@@ -70,7 +70,8 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
         case let .overlappingTensors(path, tensor, range, other, otherRange):
             return "safetensors: tensors '\(other)' [\(otherRange.lowerBound), \(otherRange.upperBound)) and '\(tensor)' [\(range.lowerBound), \(range.upperBound)) overlap in '\(path)'. Hint: the header is corrupt or the file was written by a broken tool; re-export it."
         case let .byteSizeMismatch(path, tensor, dtype, shape, expected, actual):
-            return "safetensors: tensor '\(tensor)' in '\(path)' has \(actual) bytes but dtype \(dtype.rawValue) with shape \(shape) needs \(expected). Hint: the header's shape/dtype disagree with its data_offsets; re-export the file."
+            let needed = expected == Int.max ? "more bytes than fit in an Int (the shape overflows)" : "\(expected)"
+            return "safetensors: tensor '\(tensor)' in '\(path)' has \(actual) bytes but dtype \(dtype.rawValue) with shape \(shape) needs \(needed). Hint: the header's shape/dtype disagree with its data_offsets; re-export the file."
         case let .unindexedBytes(path, range, after):
             let place = after.map { "after tensor '\($0)'" } ?? "at the start of the data section"
             return "safetensors: bytes [\(range.lowerBound), \(range.upperBound)) of the data section of '\(path)' (\(place)) belong to no tensor. Hint: the format requires the data to be fully indexed with no holes or trailing bytes; the file is corrupt, truncated in its header, or was appended to."

@@ -105,6 +105,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public func contains(_ name: String) -> Bool { tensorsByName[name] != nil }
 
+    /// The tensor's descriptor, or nil if the file has no such tensor.
+    public func lookup(_ name: String) -> TensorInfo? { tensorsByName[name] }
+
     public func info(_ name: String) throws -> TensorInfo {
         guard let info = tensorsByName[name] else {
             throw SafeTensorsError.tensorNotFound(
@@ -364,10 +367,10 @@ func jsonErrorText(_ error: Error) -> String {
 /// Builds an f32 array of the tensor's size and lets `fill` write into it.
 func floatArray(_ info: TensorInfo, _ fill: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws -> [Float] {
     try [Float](unsafeUninitializedCapacity: info.elementCount) { buffer, initialized in
-        // Zero first so a throwing `fill` never leaves uninitialized floats.
-        buffer.initialize(repeating: 0)
-        initialized = info.elementCount
+        // Float is trivial, so `fill` may write the raw memory directly; the
+        // count is only claimed once it succeeded (a throw leaves it at 0).
         try fill(buffer)
+        initialized = info.elementCount
     }
 }
 

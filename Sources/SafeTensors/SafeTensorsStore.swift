@@ -73,6 +73,9 @@ public final class SafeTensorsStore: @unchecked Sendable {
 
     public func contains(_ name: String) -> Bool { tensorsByName[name] != nil }
 
+    /// The tensor's descriptor, or nil if the store has no such tensor.
+    public func lookup(_ name: String) -> TensorInfo? { tensorsByName[name] }
+
     public func info(_ name: String) throws -> TensorInfo {
         guard let info = tensorsByName[name] else {
             throw SafeTensorsError.tensorNotFound(
@@ -175,7 +178,7 @@ public final class SafeTensorsStore: @unchecked Sendable {
         } catch {
             throw SafeTensorsError.cannotOpen(path: directory, reason: error.localizedDescription)
         }
-        let candidates = entries.filter { $0.hasSuffix(".safetensors") }.sorted()
+        let candidates = entries.filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }.sorted()
         switch candidates.count {
         case 0: throw SafeTensorsError.noSafeTensorsFiles(directory: directory)
         case 1: return .single((directory as NSString).appendingPathComponent(candidates[0]))
@@ -213,7 +216,7 @@ public final class SafeTensorsStore: @unchecked Sendable {
         for name in weightMap.keys.sorted() {
             let shard = weightMap[name] ?? ""
             let file = files[fileIndexByShard[shard] ?? 0]
-            guard file.contains(name), let info = try? file.info(name) else {
+            guard let info = file.lookup(name) else {
                 throw SafeTensorsError.tensorMissingFromShard(indexPath: indexPath, shardPath: file.path, tensor: name)
             }
             byName[name] = info

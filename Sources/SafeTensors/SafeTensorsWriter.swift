@@ -2,11 +2,12 @@
 //
 // File layout follows the reference writer, so files round-trip through the
 // Python `safetensors` package unchanged:
-//   - tensors are ordered by dtype size (largest first), then by name; the
-//     header lists them in that same order, right after "__metadata__".
-//     Largest-first means every tensor starts at a multiple of its element
-//     size (the data section starts at 8 + N, a multiple of 8), so readers
-//     see aligned data. Keys are therefore sorted by (dtype size, name).
+//   - tensors are ordered by dtype (largest element size first, ties in
+//     the reference's dtype order), then by name; the header lists them in
+//     that same order, right after "__metadata__". Largest-first means
+//     every tensor starts at a multiple of its element size (the data
+//     section starts at 8 + N, a multiple of 8), so readers see aligned
+//     data. Header keys are therefore sorted by (dtype, name), not by name.
 //   - the header is compact JSON padded with spaces to a multiple of 8.
 //   - data is contiguous, no padding, in header order.
 //
@@ -223,12 +224,15 @@ public enum SafeTensorsWriter {
         }
     }
 
-    /// Indices in on-disk order: larger dtypes first, then name (bytewise).
+    /// Indices in on-disk order, as the reference writer sorts: by dtype in
+    /// descending `DType.allCases` order (which is ascending size, so larger
+    /// elements come first), then by name, bytewise.
     static func fileOrder(_ tensors: [TensorToWrite]) -> [Int] {
-        tensors.indices.sorted { a, b in
+        let rank = Dictionary(uniqueKeysWithValues: DType.allCases.enumerated().map { ($1, $0) })
+        return tensors.indices.sorted { a, b in
             let (left, right) = (tensors[a], tensors[b])
-            if left.dtype.byteSize != right.dtype.byteSize { return left.dtype.byteSize > right.dtype.byteSize }
-            if left.dtype != right.dtype { return left.dtype.rawValue < right.dtype.rawValue }
+            let (leftRank, rightRank) = (rank[left.dtype] ?? 0, rank[right.dtype] ?? 0)
+            if leftRank != rightRank { return leftRank > rightRank }
             return left.name.utf8.lexicographicallyPrecedes(right.name.utf8)
         }
     }

@@ -8,6 +8,8 @@
 // any host and for any file offset.
 
 /// A tensor element type. Raw values are the safetensors `dtype` strings.
+/// Case order matches the reference implementation's dtype enum; the writer
+/// sorts tensors by it (descending), so keep new cases in that order.
 public enum DType: String, Sendable, Codable, CaseIterable {
     case bool = "BOOL"
     case u8 = "U8"

@@ -38,3 +38,40 @@ func residentSetBytes() -> Int? {
 func userURL(_ path: String) -> URL {
     URL(fileURLWithPath: (path as NSString).expandingTildeInPath)
 }
+
+/// Progress on stderr: a redrawn line with ETA on a terminal, a plain line every few seconds otherwise.
+final class ProgressReporter {
+    let total: Int
+    let label: String
+    let start = Date()
+    var lastPrint = Date.distantPast
+    let isTerminal = isatty(STDERR_FILENO) != 0
+
+    init(total: Int, label: String) {
+        self.total = total
+        self.label = label
+    }
+
+    func update(done: Int, detail: String) {
+        let now = Date()
+        guard isTerminal || now.timeIntervalSince(lastPrint) >= 5 || done == total else { return }
+        lastPrint = now
+        let elapsed = now.timeIntervalSince(start)
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        let line = "\(done)/\(total) \(label) | \(detail) | elapsed \(formatDuration(elapsed)), ETA \(formatDuration(eta))"
+        if isTerminal {
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+        } else {
+            printError(line)
+        }
+    }
+
+    func finish() {
+        if isTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+func formatDuration(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+}

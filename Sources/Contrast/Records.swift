@@ -1,0 +1,105 @@
+import Foundation
+
+/// One kept step, in the original's JSONL schema plus `question_id` and `prefix_ids`.
+/// Field order follows the original so files diff cleanly against it.
+public struct SampleRecord: Codable, Sendable, Equatable {
+    /// The question text (the original keys records by it).
+    public var promptID: String
+    public var step: Int
+    /// Decoded `targets[:step]`.
+    public var prefix: String
+    /// Each label id decoded alone.
+    public var tokens: [String]
+    public var tokenIDs: [Int]
+    public var weights: [Double]
+    public var klDivergence: Double
+    /// Added: stable id of the question (dataset `id`/`idx`, else its line number).
+    public var questionID: String
+    /// Added: the expert's ids `targets[:step]`; training uses them (a decoded prefix may end inside a
+    /// UTF-8 character and does not re-tokenise to the same ids).
+    public var prefixIDs: [Int32]
+
+    enum CodingKeys: String, CodingKey {
+        case promptID = "prompt_id", step, prefix, tokens, tokenIDs = "token_ids", weights
+        case klDivergence = "kl_divergence", questionID = "question_id", prefixIDs = "prefix_ids"
+    }
+
+    public init(promptID: String, step: Int, prefix: String, tokens: [String], tokenIDs: [Int], weights: [Double],
+                klDivergence: Double, questionID: String, prefixIDs: [Int32]) {
+        self.promptID = promptID
+        self.step = step
+        self.prefix = prefix
+        self.tokens = tokens
+        self.tokenIDs = tokenIDs
+        self.weights = weights
+        self.klDivergence = klDivergence
+        self.questionID = questionID
+        self.prefixIDs = prefixIDs
+    }
+
+    /// Records written by the original lack the added fields.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        promptID = try c.decode(String.self, forKey: .promptID)
+        step = try c.decode(Int.self, forKey: .step)
+        prefix = try c.decode(String.self, forKey: .prefix)
+        tokens = try c.decode([String].self, forKey: .tokens)
+        tokenIDs = try c.decode([Int].self, forKey: .tokenIDs)
+        weights = try c.decode([Double].self, forKey: .weights)
+        klDivergence = try c.decode(Double.self, forKey: .klDivergence)
+        questionID = try c.decodeIfPresent(String.self, forKey: .questionID) ?? promptID
+        prefixIDs = try c.decodeIfPresent([Int32].self, forKey: .prefixIDs) ?? []
+    }
+
+    /// One JSONL line (no trailing newline), keys in schema order.
+    public func jsonLine() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+}
+
+/// A question to sample from.
+public struct Question: Sendable, Equatable {
+    public let id: String
+    public let text: String
+    public init(id: String, text: String) {
+        self.id = id
+        self.text = text
+    }
+}
+
+public enum DatasetError: Error, CustomStringConvertible {
+    case unreadable(file: String, reason: String)
+    case badLine(file: String, line: Int, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(file, reason): "cannot read \(file): \(reason)"
+        case let .badLine(file, line, reason):
+            "\(file):\(line): \(reason); hint: one JSON object per line with a \"question\" (or \"problem\") string"
+        }
+    }
+}
+
+/// Reads GSM8K-style JSONL: `question` (or `problem`) text, optional `id`/`idx`; blank lines skipped.
+public func loadQuestions(file: URL) throws -> [Question] {
+    let text: String
+    do { text = try String(contentsOf: file, encoding: .utf8) } catch {
+        throw DatasetError.unreadable(file: file.path, reason: (error as NSError).localizedDescription)
+    }
+    var questions: [Question] = []
+    for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty { continue }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
+            throw DatasetError.badLine(file: file.path, line: index + 1, reason: "not a JSON object")
+        }
+        guard let question = (object["question"] ?? object["problem"]) as? String else {
+            throw DatasetError.badLine(file: file.path, line: index + 1, reason: "no \"question\" string")
+        }
+        let id = (object["id"] as? String) ?? (object["idx"] ?? object["id"]).map { "\($0)" } ?? "line-\(index + 1)"
+        questions.append(Question(id: id, text: question))
+    }
+    return questions
+}

@@ -1,0 +1,151 @@
+import ArgumentParser
+import Contrast
+import Foundation
+import Models
+import Tokenizer
+
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Contrastive sampling on one node: the expert generates greedily, the amateur scores the same prefixes, steps with KL ≥ β become soft labels.",
+        discussion: """
+        Output directory:
+          samples.jsonl   kept steps, the original's schema (prompt_id, step, prefix, tokens, token_ids,
+                          weights, kl_divergence) plus question_id and prefix_ids
+          progress.jsonl  one line per finished question (committed after its records are fsynced)
+          settings.json   the sampling settings; a rerun with different settings is refused
+          summary.json    questions, steps seen, kept, kept %, mean KL, wall time per model
+        A rerun continues where a crash stopped: finished questions are skipped, a torn tail is cut.
+        """)
+
+    @Option(help: "Expert model directory (its tokenizer renders the prompts).")
+    var expert = "models/tiny-expert"
+
+    @Option(help: "Amateur model directory.")
+    var amateur = "models/tiny-amateur"
+
+    @Option(help: "GSM8K-style JSONL (\"question\" per line).")
+    var data: String
+
+    @Option(help: "Output directory.")
+    var out: String
+
+    @Option(help: "Sample at most this many questions (from the top of the file).")
+    var maxQuestions: Int?
+
+    @Option(help: "Plausibility: keep label ids with pE ≥ alpha · max pE.")
+    var alpha = 0.2
+
+    @Option(help: "Keep a step when KL(pE‖pA) ≥ beta.")
+    var beta = 0.4
+
+    @Option(help: "Expert greedy tokens per question.")
+    var maxNewTokens = 128
+
+    @Option(help: "Questions per batch (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).")
+    var batchSize = 8
+
+    @Option(help: "Amateur input: 'ids' (one teacher-forced pass over the expert's ids) or 'retokenize' (the original: decoded prefix re-tokenised, one pass per prefix).")
+    var amateurInput: AmateurInput = .ids
+
+    @Flag(help: "Proceed even if the two tokenizers map common ids to different strings.")
+    var allowVocabMismatch = false
+
+    @OptionGroup var load: ModelLoadOptions
+
+    func validate() throws {
+        if !(0...1).contains(alpha) { throw ValidationError("--alpha must be in [0, 1]") }
+        if beta < 0 { throw ValidationError("--beta must be ≥ 0") }
+        if maxNewTokens < 2 { throw ValidationError("--max-new-tokens must be at least 2 (step 0 is never sampled)") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    }
+
+    func run() throws {
+        load.applyThreads()
+        var settings = SamplingSettings()
+        settings.alpha = alpha
+        settings.beta = beta
+        settings.maxNewTokens = maxNewTokens
+        settings.amateurInput = amateurInput
+
+        let expertDecoder = try Decoder(directory: userURL(expert), strict: load.strict)
+        let amateurDecoder = try Decoder(directory: userURL(amateur), strict: load.strict)
+        let tokenizer = try Tokenizer(directory: userURL(expert))
+        do {
+            try checkVocabularyAlignment(expert: tokenizer, amateur: Tokenizer(directory: userURL(amateur)))
+        } catch let error as SamplingError where allowVocabMismatch {
+            printError("warning: \(error)")
+        }
+
+        let outDirectory = userURL(out)
+        try SettingsFile.checkOrWrite(settings, in: outDirectory)
+        let log = try DurableSampleLog(directory: outDirectory)
+        if log.recoveredBytes > 0 { printError("recovered: cut \(log.recoveredBytes) bytes of uncommitted tail from an earlier crash") }
+
+        var questions = try loadQuestions(file: userURL(data))
+        if let maxQuestions { questions = Array(questions.prefix(maxQuestions)) }
+        let todo = questions.filter { !log.finished.contains($0.id) }
+        printError("sampling \(todo.count) of \(questions.count) questions (\(questions.count - todo.count) already done) → \(outDirectory.path)")
+
+        let sampler = ContrastiveSampler(expert: expertDecoder, amateur: amateurDecoder, tokenizer: tokenizer, settings: settings)
+        let progress = ProgressReporter(total: todo.count, label: "questions")
+        var index = 0
+        while index < todo.count {
+            let batch = Array(todo[index..<min(index + batchSize, todo.count)])
+            let records = try sampler.sample(batch)
+            for (question, questionRecords) in zip(batch, records) {
+                try log.commit(questionID: question.id, records: questionRecords)
+            }
+            index += batch.count
+            let s = sampler.stats
+            let seconds = s.expertSeconds + s.amateurSeconds
+            progress.update(done: index, detail: String(
+                format: "kept %d/%d steps (%.1f%%), mean KL %.3f, %.1f tok/s",
+                s.stepsKept, s.stepsSeen, s.stepsSeen > 0 ? 100 * Double(s.stepsKept) / Double(s.stepsSeen) : 0,
+                s.meanKL, seconds > 0 ? Double(s.generatedTokens) / seconds : 0))
+        }
+        progress.finish()
+        let summary = try SamplingSummary.write(stats: sampler.stats, log: log, questionsInFile: questions.count, in: outDirectory)
+        print(summary)
+    }
+}
+
+extension AmateurInput: ExpressibleByArgument {}
+
+/// settings.json in an output directory: written on first use, compared on reruns.
+enum SettingsFile {
+    static func checkOrWrite(_ settings: SamplingSettings, in directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let url = directory.appendingPathComponent("settings.json")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if let data = try? Data(contentsOf: url) {
+            let previous = try JSONDecoder().decode(SamplingSettings.self, from: data)
+            if previous != settings {
+                throw ValidationError("\(url.path) was written with different settings (\(String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\n", with: " "))); use a new --out directory or the same settings")
+            }
+            return
+        }
+        try encoder.encode(settings).write(to: url, options: .atomic)
+    }
+}
+
+enum SamplingSummary {
+    static func write(stats: SamplingStats, log: DurableSampleLog, questionsInFile: Int, in directory: URL) throws -> String {
+        let summary: [String: Any] = [
+            "questions_in_file": questionsInFile,
+            "questions_done": log.finished.count,
+            "questions_this_run": stats.questions,
+            "records_total": log.recordCount,
+            "steps_seen_this_run": stats.stepsSeen,
+            "steps_kept_this_run": stats.stepsKept,
+            "kept_percent_this_run": stats.stepsSeen > 0 ? 100 * Double(stats.stepsKept) / Double(stats.stepsSeen) : 0,
+            "mean_kl_this_run": stats.meanKL,
+            "expert_seconds": stats.expertSeconds,
+            "amateur_seconds": stats.amateurSeconds,
+            "generated_tokens": stats.generatedTokens,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: directory.appendingPathComponent("summary.json"), options: .atomic)
+        return String(decoding: data, as: UTF8.self)
+    }
+}
