@@ -29,10 +29,11 @@ let package = Package(
         .target(name: "Tokenizer"),
         .target(name: "Models", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "Contrast", dependencies: ["Models", "Tokenizer"]),
+        .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast"]),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim"]),
 
         .executableTarget(name: "lightreasoner", dependencies: [
-            "Tensors", "SafeTensors", "Tokenizer", "Models", "Contrast", "Cluster",
+            "Tensors", "SafeTensors", "Tokenizer", "Models", "Contrast", "Training", "Cluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -44,6 +45,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors", "Tensors"]),
         .testTarget(name: "ContrastTests", dependencies: ["Contrast"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "SafeTensors", "Tensors", "Contrast"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
     ]
 )

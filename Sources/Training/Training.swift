@@ -1,0 +1,1 @@
+// Training module: LoRA fine-tuning (forward/backward by hand, AdamW, PEFT adapters).
