@@ -1,43 +1,99 @@
 import ArgumentParser
 import Foundation
 import Models
+import Tokenizer
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Greedy generation from token ids (text prompts arrive with the tokenizer).")
+        abstract: "Greedy generation (raw logits, no sampling) for one or more prompts, decoded as one batch.",
+        discussion: """
+        Prompts are rendered with the model's chat template (system + user, generation prompt added) \
+        unless --raw is given. Several --prompt options, or a JSONL --prompts-file ("question" or \
+        "prompt" per line), are decoded together. Generation stops at generation_config.json's \
+        eos_token_id(s) or after --max-new-tokens.
+        """)
 
-    @Option(help: "Hugging Face model directory.")
-    var model: String
+    @Option(help: "Hugging Face model directory (weights and tokenizer).")
+    var model = "models/tiny-expert"
 
-    @Option(name: .customLong("ids"), help: "Comma-separated prompt token ids; repeat for a batch.")
-    var promptIDs: [String] = []
+    @Option(name: .customLong("prompt"), help: "Prompt text; repeat for a batch.")
+    var prompts: [String] = []
+
+    @Option(help: "JSONL file of prompts (\"question\" or \"prompt\" field per line).")
+    var promptsFile: String?
+
+    @Option(help: "System message for the chat template.")
+    var system = "Please reason step by step."
+
+    @Flag(help: "Use the prompt text as is, without the chat template.")
+    var raw = false
 
     @Option(help: "Maximum new tokens per prompt.")
-    var maxNewTokens = 32
+    var maxNewTokens = 128
+
+    @Flag(help: "Print one JSON object per prompt: {\"ids\": [...], \"text\": ...}.")
+    var json = false
+
+    @Flag(help: "Also print per-step top-2 margins on stderr.")
+    var verbose = false
 
     @OptionGroup var load: ModelLoadOptions
 
     func validate() throws {
-        if promptIDs.isEmpty { throw ValidationError("give at least one --ids 1,2,3") }
+        if prompts.isEmpty && promptsFile == nil { throw ValidationError("give --prompt TEXT (repeatable) or --prompts-file FILE.jsonl") }
         if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
     }
 
     func run() throws {
         load.applyThreads()
-        let decoder = try Decoder(directory: userURL(model), strict: load.strict)
-        let prompts: [[Int32]] = try promptIDs.map { text in
-            try text.split(separator: ",").map { piece in
-                guard let id = Int32(piece.trimmingCharacters(in: .whitespaces)) else {
-                    throw ValidationError("--ids: '\(piece)' is not an integer token id")
-                }
-                return id
+        let directory = userURL(model)
+        let loadStart = Date()
+        let decoder = try Decoder(directory: directory, strict: load.strict)
+        let tokenizer = try Tokenizer(directory: directory)
+        var texts = prompts
+        if let promptsFile { texts += try readPrompts(userURL(promptsFile)) }
+        let rendered = try texts.map { text in
+            raw ? text : try tokenizer.applyChatTemplate(
+                [ChatMessage(role: "system", content: system), ChatMessage(role: "user", content: text)],
+                addGenerationPrompt: true)
+        }
+        let ids = rendered.map { tokenizer.encode($0) }
+        let c = decoder.config
+        let stopIDs = decoder.checkpoint.generation.eosTokenIDs
+        printError("loaded \(c.architecture.rawValue) \(formatCount(decoder.checkpoint.layout.parameterCount)) params "
+            + "(\(decoder.checkpoint.bytesByDType.keys.map(\.rawValue).sorted().joined(separator: "+"))) in "
+            + String(format: "%.2fs", Date().timeIntervalSince(loadStart)) + "; stop ids \(stopIDs); \(ids.count) prompt(s)")
+
+        var stats = GenerationStats()
+        let results = try decoder.generateGreedy(prompts: ids, maxNewTokens: maxNewTokens, stopIDs: Set(stopIDs.map(Int32.init)), stats: &stats)
+        printError(String(format: "prefill %d tok in %.2fs (%.1f tok/s), decode %d tok in %.2fs (%.1f tok/s)",
+                          stats.promptTokens, stats.prefillSeconds, stats.prefillTokensPerSecond,
+                          stats.generatedTokens, stats.decodeSeconds, stats.decodeTokensPerSecond))
+        for result in results {
+            let text = tokenizer.decode(result.ids)
+            if verbose {
+                printError("margins: " + result.margins.map { String(format: "%.3g", $0) }.joined(separator: " "))
+            }
+            if json {
+                let object: [String: Any] = ["ids": result.ids.map(Int.init), "text": text]
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print(text)
             }
         }
-        var stats = GenerationStats()
-        let results = try decoder.generateGreedy(prompts: prompts, maxNewTokens: maxNewTokens,
-                                                 stopIDs: Set(decoder.checkpoint.generation.eosTokenIDs.map(Int32.init)),
-                                                 stats: &stats)
-        printError(String(format: "prefill %.1f tok/s, decode %.1f tok/s", stats.prefillTokensPerSecond, stats.decodeTokensPerSecond))
-        for result in results { print(result.ids.map(String.init).joined(separator: ",")) }
+    }
+
+    private func readPrompts(_ url: URL) throws -> [String] {
+        let text = try String(contentsOf: url, encoding: .utf8)
+        return try text.split(separator: "\n").enumerated().compactMap { index, line in
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { return nil }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any],
+                  let prompt = (object["question"] ?? object["prompt"]) as? String else {
+                throw ValidationError("\(url.path):\(index + 1): expected a JSON object with a \"question\" or \"prompt\" string")
+            }
+            return prompt
+        }
     }
 }
