@@ -39,7 +39,7 @@ public final class Checkpoint: @unchecked Sendable {
     /// Harmless extras (rotary inv_freq, tied lm_head copy), reported but not fatal unless strict.
     public let warnings: [String]
     /// f32 copies made for tensors whose file offset is not 4-byte aligned; freed with the checkpoint.
-    private var alignedCopies: [UnsafeMutablePointer<Float>] = []
+    private var ownedCopies: [UnsafeMutablePointer<Float>] = []
 
     public init(directory: URL, strict: Bool = false) throws {
         self.directory = directory
@@ -84,7 +84,7 @@ public final class Checkpoint: @unchecked Sendable {
         self.warnings = warnings
     }
 
-    deinit { alignedCopies.forEach { $0.deallocate() } }
+    deinit { ownedCopies.forEach { $0.deallocate() } }
 
     private static func shapeHint(_ name: String) -> String {
         if name.contains("k_proj") || name.contains("v_proj") { return "check num_key_value_heads and head_dim" }
@@ -95,11 +95,19 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     /// The stored matrix without copying (f32 aligned, BF16, F16); an aligned f32 copy otherwise.
-    public func matrix(_ name: String) throws -> WeightMatrix {
+    /// With `widen`, BF16/F16 are converted once into an owned f32 copy (faster decoding, 2× memory).
+    public func matrix(_ name: String, widen: Bool = false) throws -> WeightMatrix {
         let info = try store.info(name)
         let bytes = try store.rawBytes(name)
         let rows = info.shape.first ?? 1
         let columns = info.shape.count > 1 ? info.shape.dropFirst().reduce(1, *) : 1
+        if widen, info.dtype == .bf16 || info.dtype == .f16 {
+            let stored = try matrix(name)
+            let copy = UnsafeMutablePointer<Float>.allocate(capacity: info.elementCount)
+            stored.widenRows(0, rows, into: copy)
+            ownedCopies.append(copy)
+            return WeightMatrix(storage: .f32(copy), rows: rows, columns: columns)
+        }
         switch info.dtype {
         case .bf16: return WeightMatrix(storage: .bf16(bytes.baseAddress!), rows: rows, columns: columns)
         case .f16: return WeightMatrix(storage: .f16(bytes.baseAddress!), rows: rows, columns: columns)
@@ -110,7 +118,7 @@ public final class Checkpoint: @unchecked Sendable {
             }
             let copy = UnsafeMutablePointer<Float>.allocate(capacity: info.elementCount)
             copyF32(bytes: raw, copy, count: info.elementCount)
-            alignedCopies.append(copy)
+            ownedCopies.append(copy)
             return WeightMatrix(storage: .f32(copy), rows: rows, columns: columns)
         default:
             throw CheckpointError.unsupportedDType(file: info.filePath, tensor: name, dtype: info.dtype)
@@ -119,6 +127,9 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// A small tensor (norm weight, bias) widened to f32.
     public func vector(_ name: String) throws -> [Float] { try store.floats(name) }
+
+    /// Bytes the weights would take as f32.
+    public var f32Bytes: Int { layout.parameterCount * MemoryLayout<Float>.size }
 
     /// Bytes of the tensors the model reads, by stored dtype.
     public var bytesByDType: [DType: Int] {

@@ -119,6 +119,22 @@ final class ForwardBuffers {
     deinit { storage?.deallocate() }
 }
 
+/// Where BF16/F16 weights live while the model runs.
+public enum WeightResidency: String, Sendable, CaseIterable {
+    /// Keep them as stored and widen row blocks at each use: least memory (a 7B expert in ~15 GiB).
+    case stored
+    /// Widen once at load into f32: fastest decoding, twice the memory of BF16.
+    case f32
+    /// f32 when the f32 copy takes at most 40% of physical memory, else stored.
+    case auto
+
+    func resolved(for checkpoint: Checkpoint) -> WeightResidency {
+        guard self == .auto else { return self }
+        let budget = Double(ProcessInfo.processInfo.physicalMemory) * 0.4
+        return Double(checkpoint.f32Bytes) <= budget ? .f32 : .stored
+    }
+}
+
 /// A Qwen2 / Llama decoder for inference: f32 compute over weights kept as stored.
 public final class Decoder: @unchecked Sendable {
     public let checkpoint: Checkpoint
@@ -131,11 +147,18 @@ public final class Decoder: @unchecked Sendable {
     let scratch = WidenScratch()
     let buffers = ForwardBuffers()
 
-    public init(checkpoint: Checkpoint) throws {
+    /// How BF16/F16 weights are held (resolved from `.auto` at load).
+    public let residency: WeightResidency
+
+    public init(checkpoint: Checkpoint, residency: WeightResidency = .auto) throws {
         self.checkpoint = checkpoint
         let c = checkpoint.config
-        embedding = try checkpoint.matrix("model.embed_tokens.weight")
-        lmHead = c.tieWordEmbeddings ? embedding : try checkpoint.matrix("lm_head.weight")
+        let residency = residency.resolved(for: checkpoint)
+        self.residency = residency
+        let widen = residency == .f32
+        // The embedding is only read row by row, so it stays as stored unless it doubles as lm_head.
+        embedding = try checkpoint.matrix("model.embed_tokens.weight", widen: widen && c.tieWordEmbeddings)
+        lmHead = c.tieWordEmbeddings ? embedding : try checkpoint.matrix("lm_head.weight", widen: widen)
         finalNorm = try checkpoint.vector("model.norm.weight")
         layers = try (0..<c.numLayers).map { layer in
             let p = "model.layers.\(layer)."
@@ -143,20 +166,20 @@ public final class Decoder: @unchecked Sendable {
             return LayerWeights(
                 inputNorm: try checkpoint.vector(p + "input_layernorm.weight"),
                 postAttentionNorm: try checkpoint.vector(p + "post_attention_layernorm.weight"),
-                q: try checkpoint.matrix(p + "self_attn.q_proj.weight"),
-                k: try checkpoint.matrix(p + "self_attn.k_proj.weight"),
-                v: try checkpoint.matrix(p + "self_attn.v_proj.weight"),
-                o: try checkpoint.matrix(p + "self_attn.o_proj.weight"),
+                q: try checkpoint.matrix(p + "self_attn.q_proj.weight", widen: widen),
+                k: try checkpoint.matrix(p + "self_attn.k_proj.weight", widen: widen),
+                v: try checkpoint.matrix(p + "self_attn.v_proj.weight", widen: widen),
+                o: try checkpoint.matrix(p + "self_attn.o_proj.weight", widen: widen),
                 qBias: try bias("q"), kBias: try bias("k"), vBias: try bias("v"),
-                gate: try checkpoint.matrix(p + "mlp.gate_proj.weight"),
-                up: try checkpoint.matrix(p + "mlp.up_proj.weight"),
-                down: try checkpoint.matrix(p + "mlp.down_proj.weight"))
+                gate: try checkpoint.matrix(p + "mlp.gate_proj.weight", widen: widen),
+                up: try checkpoint.matrix(p + "mlp.up_proj.weight", widen: widen),
+                down: try checkpoint.matrix(p + "mlp.down_proj.weight", widen: widen))
         }
         rope = RopeTable(headDim: c.headDim, theta: c.ropeTheta, positions: c.maxPositionEmbeddings)
     }
 
-    public convenience init(directory: URL, strict: Bool = false) throws {
-        try self.init(checkpoint: Checkpoint(directory: directory, strict: strict))
+    public convenience init(directory: URL, strict: Bool = false, residency: WeightResidency = .auto) throws {
+        try self.init(checkpoint: Checkpoint(directory: directory, strict: strict), residency: residency)
     }
 
     public var vocabSize: Int { config.vocabSize }

@@ -48,7 +48,7 @@ struct Generate: ParsableCommand {
         load.applyThreads()
         let directory = userURL(model)
         let loadStart = Date()
-        let decoder = try Decoder(directory: directory, strict: load.strict)
+        let decoder = try Decoder(directory: directory, strict: load.strict, residency: load.weights)
         let tokenizer = try Tokenizer(directory: directory)
         var texts = prompts
         if let promptsFile { texts += try readPrompts(userURL(promptsFile)) }

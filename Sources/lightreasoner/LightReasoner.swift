@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Models
 import Tensors
 
 @main
@@ -19,6 +20,9 @@ struct ModelLoadOptions: ParsableArguments {
     @Flag(help: "Treat tensors the model does not use (rotary inv_freq, a tied lm_head copy) as errors.")
     var strict = false
 
+    @Option(help: "BF16/F16 weights: 'stored' (widen per use, least memory), 'f32' (widen once at load, fastest), 'auto' (f32 if it takes ≤ 40% of RAM).")
+    var weights: WeightResidency = .auto
+
     @Option(help: "OpenBLAS threads for this process (default: OPENBLAS_NUM_THREADS or all cores).")
     var threads: Int?
 
@@ -26,3 +30,5 @@ struct ModelLoadOptions: ParsableArguments {
         if let threads { Tensors.BLAS.threads = threads }
     }
 }
+
+extension WeightResidency: ExpressibleByArgument {}

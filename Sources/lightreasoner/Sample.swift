@@ -67,8 +67,8 @@ struct Sample: ParsableCommand {
         settings.maxNewTokens = maxNewTokens
         settings.amateurInput = amateurInput
 
-        let expertDecoder = try Decoder(directory: userURL(expert), strict: load.strict)
-        let amateurDecoder = try Decoder(directory: userURL(amateur), strict: load.strict)
+        let expertDecoder = try Decoder(directory: userURL(expert), strict: load.strict, residency: load.weights)
+        let amateurDecoder = try Decoder(directory: userURL(amateur), strict: load.strict, residency: load.weights)
         let tokenizer = try Tokenizer(directory: userURL(expert))
         do {
             try checkVocabularyAlignment(expert: tokenizer, amateur: Tokenizer(directory: userURL(amateur)))

@@ -53,9 +53,9 @@ struct GenerateReference: Decodable {
     // these tiny models. The bound:
     static let logitTolerance: Float = 1e-4
 
-    @Test(arguments: parityModels)
-    func logitsAtEveryPositionMatchPyTorch(model: String) throws {
-        let decoder = try Decoder(directory: Repo.model(model))
+    @Test(arguments: parityModels, [WeightResidency.stored, .f32])
+    func logitsAtEveryPositionMatchPyTorch(model: String, residency: WeightResidency) throws {
+        let decoder = try Decoder(directory: Repo.model(model), residency: residency)
         let reference = try ForwardReference(model: model)
         #expect(!reference.ids.isEmpty)
         let vocab = decoder.vocabSize
@@ -65,7 +65,7 @@ struct GenerateReference: Decodable {
             let expected = reference.logits[sequence][(position * vocab)..<((position + 1) * vocab)]
             for (a, b) in zip(logits, expected) { worst = max(worst, abs(a - b)) }
         }
-        #expect(worst <= Self.logitTolerance, "\(model): max |Δlogit| = \(worst)")
+        #expect(worst <= Self.logitTolerance, "\(model) (\(residency)): max |Δlogit| = \(worst)")
     }
 
     @Test(arguments: parityModels)
