@@ -38,6 +38,19 @@ public func benchmarkEncode(_ tokenizer: Tokenizer, texts: [String], repeats: In
                            bytes: texts.reduce(0) { $0 + $1.utf8.count })
 }
 
+/// Best wall time, in seconds, of loading a tokenizer folder (`Tokenizer(directory:)`).
+public func benchmarkLoad(directory: URL, repeats: Int = 3) throws -> Double {
+    let clock = ContinuousClock()
+    var best = Double.infinity
+    for _ in 0..<max(1, repeats) {
+        let start = clock.now
+        _ = try Tokenizer(directory: directory)
+        let d = clock.now - start
+        best = min(best, Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+    }
+    return best
+}
+
 /// The string field `field` of every line of a JSON-lines file (e.g. GSM8K's "question").
 public func readJSONLStrings(_ url: URL, field: String) throws -> [String] {
     let data = try Data(contentsOf: url)

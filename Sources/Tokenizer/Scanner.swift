@@ -12,7 +12,8 @@
 //   \s+          otherwise the whole run.
 // Classes: L = general category L* (Lu Ll Lt Lm Lo), N = N* (Nd Nl No), \s = Unicode White_Space
 // (U+0009–000D, 0020, 0085, 00A0, 1680, 2000–200A, 2028, 2029, 202F, 205F, 3000; checked against HF
-// for every scalar, see Tests/Fixtures/tokenizers/qwen2-regex-classes.json). Combining marks are
+// for every scalar, see Tests/Fixtures/tokenizers/qwen2-regex-classes.json; scalars newer than
+// Unicode 16.0 count as "other", as in HF). Combining marks are
 // neither L nor N, which is why NFC matters before splitting.
 // Case-insensitive contractions also accept 'ſ' (U+017F), which Oniguruma folds to 's'.
 
@@ -49,6 +50,9 @@ enum ScalarClasses {
         case 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000: return .space
         default: break
         }
+        // HF's regex engine (Oniguruma in tokenizers 0.23) knows Unicode 16.0: scalars assigned
+        // later are neither letters nor numbers there, whatever Swift's newer tables say.
+        if let age = s.properties.age, (age.major, age.minor) > (16, 0) { return .other }
         switch s.properties.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter
         case .decimalNumber, .letterNumber, .otherNumber: return .number

@@ -11,6 +11,26 @@
 //   4. each piece's UTF-8 bytes go through merge-rank BPE over the byte-level alphabet.
 // `decode` maps ids back to bytes through the byte-level alphabet, joins them and decodes UTF-8
 // lossily exactly like Rust's from_utf8_lossy (HF's ByteLevel decoder).
+//
+// Subtleties found while matching HF (tokenizers 0.23.3, transformers 5.24.0):
+//  - `\s` in the split regex is exactly Unicode White_Space; letters / numbers are general
+//    categories L* / N* as of Unicode 16.0 (HF's Oniguruma); newer scalars count as "other".
+//    Verified for every scalar (Tests/Fixtures/tokenizers/qwen2-regex-classes.json).
+//  - `(?i:'s ...)` also matches "'ſ" (U+017F folds to 's').
+//  - NFC is HF's: Unicode 9.0 data (marks assigned later are not reordered or composed), and
+//    Foundation's NFC is not used (it mis-orders some mark sequences); see Normalization.swift.
+//  - Added tokens are matched on the raw text before normalization (normalized: false) with
+//    leftmost-longest over special and non-special tokens together; lstrip / rstrip widen the
+//    match over whitespace; single_word drops matches touching a word character.
+//  - The ByteLevel decoder maps an added token's content through the byte alphabet too ("Ċx"
+//    decodes to "\nx"); a token with a scalar outside the alphabet (e.g. a space) keeps its own
+//    UTF-8 bytes. Decoding ids that cut a character gives one U+FFFD per maximal ill-formed part.
+//  - HF's `vocab_size` on the transformers 5 Qwen2 file is 151,936 (the file keeps the added
+//    tokens and [PAD…] fillers in the model vocab); `baseVocabSize` (151,643) counts the ordinary
+//    BPE tokens (the hub file's vocab_size).
+//  - Chat template: chat_template.jinja wins over tokenizer_config.json (transformers 5);
+//    transformers renders with trim_blocks and lstrip_blocks on, its own `tojson`
+//    (ensure_ascii=False), `raise_exception`, `strftime_now`, and the special tokens in context.
 
 import Foundation
 
@@ -442,7 +462,13 @@ public final class Tokenizer: @unchecked Sendable {
         if !normalizers.isEmpty {
             var ascii = true
             for i in s..<e where b[i] >= 0x80 { ascii = false; break }
-            if !ascii {
+            if !ascii && normalizers.count == 1 && (normalizers[0] == .nfc || normalizers[0] == .nfd) {
+                // The common case (Qwen2: NFC) works on the bytes and skips texts NFC cannot change.
+                if let normalized = UnicodeNormalizer.apply(b, s, e, compose: normalizers[0] == .nfc) {
+                    normalized.withUnsafeBufferPointer { nb in encodeNormalized(nb, 0, nb.count, into: &out) }
+                    return
+                }
+            } else if !ascii {
                 var text = String(decoding: UnsafeBufferPointer(rebasing: b[s..<e]), as: UTF8.self)
                 for n in normalizers { text = n.apply(text) }
                 text.withUTF8 { nb in encodeNormalized(nb, 0, nb.count, into: &out) }
@@ -651,13 +677,15 @@ public final class Tokenizer: @unchecked Sendable {
     }
 }
 
+/// Normalizers. NFC and NFD follow HF exactly (Normalization.swift: HF's Unicode 9.0 data);
+/// NFKC / NFKD use Foundation (newer Unicode data; not checked against HF).
 enum Normalization: Sendable {
     case nfc, nfd, nfkc, nfkd
 
     func apply(_ s: String) -> String {
         switch self {
-        case .nfc: return s.precomposedStringWithCanonicalMapping
-        case .nfd: return s.decomposedStringWithCanonicalMapping
+        case .nfc: return UnicodeNormalizer.apply(s, compose: true)
+        case .nfd: return UnicodeNormalizer.apply(s, compose: false)
         case .nfkc: return s.precomposedStringWithCompatibilityMapping
         case .nfkd: return s.decomposedStringWithCompatibilityMapping
         }

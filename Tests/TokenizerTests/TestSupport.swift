@@ -79,6 +79,13 @@ struct HFCases: Decodable {
         var cases: [AddedCase]
     }
 
+    struct AllIds: Decodable {
+        var block: Int
+        var count: Int
+        var decode: [String]
+        var tokens: [String]
+    }
+
     var info: Info
     var cases: [Case]
     var decode_cases: [DecodeCase]
@@ -86,6 +93,14 @@ struct HFCases: Decodable {
     var single: [String: String]
     var chat: [Chat]
     var added_token_cases: AddedCases
+    var all_ids: AllIds
+}
+
+/// FNV-1a 64 (same as fnv64 in scripts/fixtures/tokenizer_cases.py).
+func fnv64<S: Sequence>(_ bytes: S, _ start: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 where S.Element == UInt8 {
+    var h = start
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+    return h
 }
 
 func loadCases(_ name: String) throws -> HFCases {
