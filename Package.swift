@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "Models", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "Contrast", dependencies: ["Models", "Tokenizer"]),
         .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast"]),
-        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim"]),
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim", "Contrast", "Models", "Tokenizer"]),
 
         .executableTarget(name: "lightreasoner", dependencies: [
             "Tensors", "SafeTensors", "Tokenizer", "Models", "Contrast", "Training", "Cluster",
@@ -40,11 +40,15 @@ let package = Package(
         // A tiny MPI program the tests launch under mpirun.
         .executableTarget(name: "lr-mpi-selftest", dependencies: ["Cluster"]),
 
+        // Helpers shared by the test suites (paths, built binaries, child processes).
+        .target(name: "TestSupport"),
+
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensors"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors", "Tensors"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors", "Tensors", "TestSupport"]),
         .testTarget(name: "ContrastTests", dependencies: ["Contrast"]),
+        .testTarget(name: "SamplingTests", dependencies: ["Contrast", "Models", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "SafeTensors", "Tensors", "Contrast"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
     ]

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Models
 import SafeTensors
+import TestSupport
 
 /// The tiny checkpoints and what PyTorch computed for them (scripts/fixtures/references.py).
 let parityModels = ["tiny-expert", "tiny-amateur", "tiny-llama", "tiny-expert-bf16", "tiny-expert-sharded"]
