@@ -61,11 +61,16 @@ public struct SampleRecord: Codable, Sendable, Equatable {
 
 /// A question to sample from.
 public struct Question: Sendable, Equatable {
+    /// Stable id: the row's `id`/`idx`, else "line-N".
     public let id: String
     public let text: String
-    public init(id: String, text: String) {
+    /// What the original writes as `prompt_id`: the row's `id` (its data_prep sets it to the question
+    /// text), else the question text.
+    public let promptID: String
+    public init(id: String, text: String, promptID: String? = nil) {
         self.id = id
         self.text = text
+        self.promptID = promptID ?? text
     }
 }
 
@@ -98,8 +103,8 @@ public func loadQuestions(file: URL) throws -> [Question] {
         guard let question = (object["question"] ?? object["problem"]) as? String else {
             throw DatasetError.badLine(file: file.path, line: index + 1, reason: "no \"question\" string")
         }
-        let id = (object["id"] as? String) ?? (object["idx"] ?? object["id"]).map { "\($0)" } ?? "line-\(index + 1)"
-        questions.append(Question(id: id, text: question))
+        let rowID = (object["id"] ?? object["idx"]).map { ($0 as? String) ?? "\($0)" }
+        questions.append(Question(id: rowID ?? "line-\(index + 1)", text: question, promptID: rowID))
     }
     return questions
 }

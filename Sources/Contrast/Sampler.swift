@@ -152,7 +152,7 @@ public final class ContrastiveSampler {
                 stats.stepsKept += 1
                 let prefixIDs = Array(targets.prefix(step))
                 records.append(SampleRecord(
-                    promptID: question.text, step: step, prefix: tokenizer.decode(prefixIDs),
+                    promptID: question.promptID, step: step, prefix: tokenizer.decode(prefixIDs),
                     tokens: decision.ids.map { tokenizer.decode([Int32($0)]) }, tokenIDs: decision.ids,
                     weights: decision.weights, klDivergence: decision.kl, questionID: question.id, prefixIDs: prefixIDs))
             }
