@@ -3,6 +3,7 @@ import Foundation
 import Models
 import SafeTensors
 import Tensors
+import Tokenizer
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -44,6 +45,16 @@ struct Inspect: ParsableCommand {
         let perToken = KVCache.bytes(config: c, slots: 1, capacity: 1)
         lines.append(("memory", "weights mapped \(formatBytes(store.totalFileBytes)) (resident now \(formatBytes(store.residentBytes() ?? 0))), "
             + "KV cache \(formatBytes(perToken)) per token per sequence, process RSS \(formatBytes(residentSetBytes() ?? 0))"))
+        if FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path) {
+            let tokenizer = try Tokenizer(directory: directory)
+            let template = tokenizer.chatTemplateOrigin.map { "chat template from \($0)" } ?? "no chat template"
+            lines.append(("tokenizer", "\(tokenizer.baseVocabSize) base tokens + \(tokenizer.addedTokens.count) added, \(template)"))
+            if tokenizer.idCount > c.vocabSize {
+                lines.append(("warning", "the tokenizer has ids up to \(tokenizer.idCount - 1) but the embedding has \(c.vocabSize) rows"))
+            }
+        } else {
+            lines.append(("tokenizer", "none (no tokenizer.json)"))
+        }
         for warning in checkpoint.warnings { lines.append(("warning", warning)) }
 
         let width = lines.map(\.0.count).max() ?? 0
