@@ -40,7 +40,7 @@ struct GenerateReference: Decodable {
         let generated_ids: [Int32]
         let margins: [Float]
     }
-    let cases: [Case]
+    let results: [Case]
 
     init(model: String) throws {
         var url = Repo.reference(model).appendingPathComponent("generate.json")
@@ -67,6 +67,7 @@ struct GenerateReference: Decodable {
             for (a, b) in zip(logits, expected) { worst = max(worst, abs(a - b)) }
         }
         #expect(worst <= Self.logitTolerance, "\(model) (\(residency)): max |Δlogit| = \(worst)")
+        print("parity \(model) (\(residency) weights): \(reference.ids.count) prompts, max |Δlogit| = \(worst)")
     }
 
     @Test(arguments: parityModels)
@@ -74,7 +75,7 @@ struct GenerateReference: Decodable {
         let decoder = try Decoder(directory: Repo.model(model))
         let reference = try GenerateReference(model: model)
         let stop = Set(decoder.checkpoint.generation.eosTokenIDs.map(Int32.init))
-        for item in reference.cases {
+        for item in reference.results {
             let result = try decoder.generateGreedy(prompts: [item.prompt_ids], maxNewTokens: item.generated_ids.count, stopIDs: stop)[0]
             // Compare up to the first step whose reference top-2 margin is too small to call (flagged).
             let safe = item.margins.firstIndex { $0 < 1e-3 } ?? item.generated_ids.count
@@ -99,6 +100,7 @@ struct GenerateReference: Decodable {
             #expect(single.ids == batched[index].ids)
             let worst = zip(singleLogits, batchedLogits[index]).map { abs($0 - $1) }.max() ?? 0
             #expect(worst <= Self.logitTolerance, "prompt \(index): batched vs single max |Δ| = \(worst)")
+            print("batched vs single, prompt \(index): max |Δlogit| = \(worst)")
         }
     }
 
