@@ -51,11 +51,23 @@ public struct SampleRecord: Codable, Sendable, Equatable {
         prefixIDs = try c.decodeIfPresent([Int32].self, forKey: .prefixIDs) ?? []
     }
 
-    /// One JSONL line (no trailing newline), keys in schema order.
+    /// One JSONL line (no trailing newline), keys in schema order. Written by hand because
+    /// JSONEncoder's key order is not stable on Linux, and equal runs must give equal bytes.
     public func jsonLine() throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
-        return try encoder.encode(self)
+        func string(_ value: String) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
+        func number(_ value: Double) throws -> String {
+            guard value.isFinite else { throw EncodingError.invalidValue(value, .init(codingPath: [], debugDescription: "non-finite number in a sample record")) }
+            return "\(value)"
+        }
+        var line = "{\"prompt_id\":\(try string(promptID)),\"step\":\(step),\"prefix\":\(try string(prefix))"
+        line += ",\"tokens\":[\(try tokens.map(string).joined(separator: ","))]"
+        line += ",\"token_ids\":[\(tokenIDs.map(String.init).joined(separator: ","))]"
+        line += ",\"weights\":[\(try weights.map(number).joined(separator: ","))]"
+        line += ",\"kl_divergence\":\(try number(klDivergence)),\"question_id\":\(try string(questionID))"
+        line += ",\"prefix_ids\":[\(prefixIDs.map(String.init).joined(separator: ","))]}"
+        return Data(line.utf8)
     }
 }
 

@@ -79,3 +79,24 @@ func logits(_ values: [Float]) -> [Float] { values }
         #expect(abs(ratio - exp(4.0)) / exp(4.0) < 1e-9)
     }
 }
+
+@Suite struct RecordTests {
+    @Test func jsonLineHasSchemaOrderAndRoundTrips() throws {
+        let record = SampleRecord(promptID: "Q \"1\" / é", step: 3, prefix: "Let's\n", tokens: ["a", "\u{FFFD}"],
+                                  tokenIDs: [5, 2047], weights: [0.25, 0.75, 1e-7], klDivergence: 0.5,
+                                  questionID: "line-1", prefixIDs: [1, 2, 3])
+        let line = String(decoding: try record.jsonLine(), as: UTF8.self)
+        let keys = ["prompt_id", "step", "prefix", "tokens", "token_ids", "weights", "kl_divergence", "question_id", "prefix_ids"]
+        let positions = keys.map { line.range(of: "\"\($0)\":")?.lowerBound }
+        #expect(positions.allSatisfy { $0 != nil })
+        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted())
+        #expect(try JSONDecoder().decode(SampleRecord.self, from: Data(line.utf8)) == record)
+        #expect(try record.jsonLine() == record.jsonLine())
+    }
+
+    @Test func readsTheOriginalSchemaWithoutAddedFields() throws {
+        let line = #"{"prompt_id": "q", "step": 2, "prefix": "ab", "tokens": ["c"], "token_ids": [7], "weights": [1.0], "kl_divergence": 0.9}"#
+        let record = try JSONDecoder().decode(SampleRecord.self, from: Data(line.utf8))
+        #expect(record.questionID == "q" && record.prefixIDs.isEmpty && record.tokenIDs == [7])
+    }
+}
