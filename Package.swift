@@ -31,9 +31,10 @@ let package = Package(
         .target(name: "Contrast", dependencies: ["Models", "Tokenizer"]),
         .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast"]),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim", "Contrast", "Models", "Tokenizer"]),
+        .target(name: "Evaluation", dependencies: ["Models", "Tokenizer"]),
 
         .executableTarget(name: "lightreasoner", dependencies: [
-            "Tensors", "SafeTensors", "Tokenizer", "Models", "Contrast", "Training", "Cluster",
+            "Tensors", "SafeTensors", "Tokenizer", "Models", "Contrast", "Training", "Cluster", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -51,5 +52,6 @@ let package = Package(
         .testTarget(name: "SamplingTests", dependencies: ["Contrast", "Models", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "SafeTensors", "Tensors", "Contrast"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
     ]
 )

@@ -1,0 +1,484 @@
+import Foundation
+import Contrast
+
+/// A peer's routing id on the coordinator's ROUTER socket.
+public typealias PeerID = [UInt8]
+
+public struct CoordinatorConfig: Sendable {
+    public var runID: String
+    public var settings: SamplingSettings
+    public var expert: ModelFingerprint
+    public var amateur: ModelFingerprint
+    public var shardSize: Int
+    /// Nodes heartbeat this often; a node silent for `nodeTimeout` is declared lost and its lease requeued.
+    public var heartbeatSeconds: Double = 1
+    public var nodeTimeoutSeconds: Double = 30
+    /// A lease must make progress (one committed question) within this long, else it is requeued.
+    public var leaseSeconds: Double = 1800
+    public var chunkBytes = WireProtocol.defaultChunkBytes
+    /// Partly received questions one node may have in flight.
+    public var maxPartialsPerNode = 8
+    /// A shard whose sampling failed (a node's `bye` with error while holding it) on this many nodes
+    /// stops the run: the same error would take every node down in turn.
+    public var maxShardFailures = 3
+
+    public init(runID: String, settings: SamplingSettings, expert: ModelFingerprint, amateur: ModelFingerprint, shardSize: Int) {
+        self.runID = runID
+        self.settings = settings
+        self.expert = expert
+        self.amateur = amateur
+        self.shardSize = shardSize
+    }
+}
+
+/// Per-node counters, kept by node name across sessions and coordinator restarts (nodes.json).
+public struct NodeStatistics: Codable, Sendable, Equatable {
+    public var host = ""
+    public var pid = 0
+    public var sessions = 0
+    public var leasesGranted = 0
+    public var leasesRequeued = 0
+    public var questionsCommitted = 0
+    public var recordsCommitted = 0
+    public var duplicatesDropped = 0
+    public var resultBytes = 0
+    public var refusals = 0
+    public var lost = 0
+    public var report = NodeReport()
+    public init() {}
+    enum CodingKeys: String, CodingKey {
+        case host, pid, sessions, leasesGranted = "leases_granted", leasesRequeued = "leases_requeued"
+        case questionsCommitted = "questions_committed", recordsCommitted = "records_committed"
+        case duplicatesDropped = "duplicates_dropped", resultBytes = "result_bytes", refusals, lost, report
+    }
+}
+
+public enum CoordinatorEffect: Sendable, Equatable {
+    case send(to: PeerID, Message)
+    /// Make the question's records durable before the `ack` that follows it is sent.
+    case commit(question: Int, records: [SampleRecord], node: String)
+    case log(String)
+    /// Every question is committed (emitted once).
+    case runComplete
+    /// The run cannot finish (a shard fails everywhere): stop with this error.
+    case abort(String)
+}
+
+/// The coordinator's lease logic as a pure state machine: messages and clock ticks in, effects out.
+/// No sockets, no clock, no disk: the driver (CoordinatorServer) or a test feeds it.
+public final class CoordinatorCore {
+    public let config: CoordinatorConfig
+    public let questions: [Question]
+    public let shards: [Range<Int>]
+    public let settingsSHA256: String
+
+    public enum ShardState: Equatable, Sendable {
+        case pending
+        case leased(peer: PeerID, deadline: Double, grantedAt: Double)
+        case complete
+    }
+
+    struct Session {
+        var name: String
+        var ready: Bool
+        var lastSeen: Double
+        var shard: Int?
+    }
+
+    struct Partial {
+        var shard: Int
+        var questionID: String
+        var chunks: [[UInt8]?]
+        var bytes: Int
+        var records: Int
+        var received: Int
+    }
+
+    public private(set) var committed: [Bool]
+    public private(set) var committedCount: Int
+    public private(set) var shardStates: [ShardState]
+    private var pendingQueue: [Int] = []
+    private var sessions: [PeerID: Session] = [:]
+    private var partials: [PeerID: [Int: Partial]] = [:]
+    public var nodeStatistics: [String: NodeStatistics] = [:]
+    private var completeAnnounced = false
+    private var shardFailures: [Int: [String]] = [:]
+
+    public init(config: CoordinatorConfig, questions: [Question], committedIDs: Set<String>) throws {
+        precondition(config.shardSize > 0)
+        self.config = config
+        self.questions = questions
+        settingsSHA256 = try SettingsDigest.canonical(config.settings).sha256
+        shards = stride(from: 0, to: questions.count, by: config.shardSize).map { $0..<min($0 + config.shardSize, questions.count) }
+        let done = questions.map { committedIDs.contains($0.id) }
+        committed = done
+        committedCount = done.filter { $0 }.count
+        let states: [ShardState] = shards.map { range in range.allSatisfy { done[$0] } ? .complete : .pending }
+        shardStates = states
+        pendingQueue = states.indices.filter { states[$0] == .pending }
+    }
+
+    // MARK: queries (progress lines, tests)
+
+    public var isComplete: Bool { committedCount == questions.count }
+    public var aliveNodes: Int { sessions.count }
+    public var aliveNodeNames: [String] { sessions.values.map(\.name).sorted() }
+    public var leasedQuestions: Int {
+        shardStates.indices.reduce(0) { total, shard in
+            if case .leased = shardStates[shard] { return total + remaining(shard).count }
+            return total
+        }
+    }
+    public var pendingQuestions: Int { questions.count - committedCount - leasedQuestions }
+    public func shardOf(question: Int) -> Int { question / config.shardSize }
+    public func remaining(_ shard: Int) -> [Int] { shards[shard].filter { !committed[$0] } }
+    public func hasSession(_ peer: PeerID) -> Bool { sessions[peer] != nil }
+
+    /// Tells every node the run is over without a result (the coordinator is stopping on an error).
+    public func refuseAll(_ reason: String) -> [CoordinatorEffect] {
+        let effects = sessions.keys.map { CoordinatorEffect.send(to: $0, outgoing(.refuse(.init(reason: reason, fatal: true)))) }
+        sessions.removeAll()
+        partials.removeAll()
+        return effects
+    }
+
+    // MARK: inputs
+
+    /// One message from `peer` (the frames after the routing id).
+    public func handle(from peer: PeerID, frames: [[UInt8]], now: Double) -> [CoordinatorEffect] {
+        var effects: [CoordinatorEffect] = []
+        let message: Message
+        do {
+            message = try MessageCodec.decode(frames, expectedRun: config.runID)
+        } catch {
+            let fatal: Bool
+            switch error {
+            case .wrongVersion, .foreignRun: fatal = true
+            case .malformed, .tooLarge: fatal = false
+            }
+            refuse(peer, "\(error)", fatal: fatal, into: &effects)
+            return effects
+        }
+        if case let .hello(hello) = message.body {
+            if !message.runID.isEmpty && message.runID != config.runID {
+                refuse(peer, "\(ProtocolViolation.foreignRun(message.runID))", fatal: true, into: &effects)
+                return effects
+            }
+            handleHello(peer, hello, now: now, into: &effects)
+            return effects
+        }
+        guard var session = sessions[peer] else {
+            switch message.body {
+            case .bye: break
+            case .request, .heartbeat, .result:
+                // A restarted coordinator, or a node that was declared lost: it must introduce itself again.
+                effects.append(.send(to: peer, outgoing(.reset(.init(reason: "unknown node session (the coordinator restarted or declared this node lost); send hello again")))))
+            default:
+                refuse(peer, "unexpected \(message.body.type.rawValue) from a node", fatal: false, into: &effects)
+            }
+            return effects
+        }
+        session.lastSeen = now
+        sessions[peer] = session
+        switch message.body {
+        case let .request(request):
+            guard request.settingsSHA256 == settingsSHA256 else {
+                settingsMismatch(peer, theirs: request.settingsSHA256, into: &effects)
+                return effects
+            }
+            sessions[peer]?.ready = true
+            if let report = request.report { nodeStatistics[session.name, default: NodeStatistics()].report = report }
+            if let shard = session.shard {
+                // The node is idle: whatever it held is finished or given up.
+                release(shard, from: peer, reason: nil, into: &effects)
+            }
+            grant(to: peer, now: now, into: &effects)
+        case let .heartbeat(heartbeat):
+            nodeStatistics[session.name, default: NodeStatistics()].report = heartbeat.report
+            handleHeartbeat(peer, heartbeat, now: now, into: &effects)
+        case let .result(result, payload):
+            handleResult(peer, result, payload: payload, now: now, into: &effects)
+        case let .bye(bye):
+            effects.append(.log("node \(session.name) left: \(bye.reason)"))
+            if bye.error, let shard = session.shard {
+                shardFailures[shard, default: []].append("\(session.name): \(bye.reason)")
+                let failures = shardFailures[shard]!
+                if failures.count >= config.maxShardFailures {
+                    effects.append(.abort("shard \(shard) failed on \(failures.count) nodes; the run cannot finish: " + failures.joined(separator: " | ")))
+                }
+            }
+            drop(peer, reason: "left", into: &effects)
+        case .hello, .welcome, .lease, .wait, .ack, .abandon, .done, .pong, .reset, .refuse:
+            refuse(peer, "unexpected \(message.body.type.rawValue) from a node", fatal: false, into: &effects)
+        }
+        return effects
+    }
+
+    /// Clock: declares silent nodes lost and requeues expired leases.
+    public func tick(now: Double) -> [CoordinatorEffect] {
+        var effects: [CoordinatorEffect] = []
+        for (peer, session) in sessions.sorted(by: { $0.value.name < $1.value.name }) where now - session.lastSeen > config.nodeTimeoutSeconds {
+            nodeStatistics[session.name, default: NodeStatistics()].lost += 1
+            effects.append(.log(String(format: "node %@ silent for %.1f s: declared lost", session.name, now - session.lastSeen)))
+            drop(peer, reason: "lost", into: &effects)
+        }
+        for shard in shardStates.indices {
+            guard case let .leased(peer, deadline, _) = shardStates[shard], deadline < now else { continue }
+            let name = sessions[peer]?.name ?? "?"
+            effects.append(.send(to: peer, outgoing(.abandon(.init(shard: shard, reason: "lease expired: no question committed for \(Int(config.leaseSeconds)) s")))))
+            release(shard, from: peer, reason: String(format: "lease of shard %d on node %@ expired (no result for %.0f s)", shard, name, config.leaseSeconds), into: &effects)
+        }
+        return effects
+    }
+
+    // MARK: handlers
+
+    private func handleHello(_ peer: PeerID, _ hello: Body.Hello, now: Double, into effects: inout [CoordinatorEffect]) {
+        let name = hello.node
+        var stats = nodeStatistics[name, default: NodeStatistics()]
+        stats.host = hello.host
+        stats.pid = hello.pid
+        var problems: [String] = []
+        if hello.expert.digest != config.expert.digest {
+            problems.append("expert model differs from the run's (\(hello.expert.differences(from: config.expert)))")
+        }
+        if hello.amateur.digest != config.amateur.digest {
+            problems.append("amateur model differs from the run's (\(hello.amateur.differences(from: config.amateur)))")
+        }
+        if let theirs = hello.settingsSHA256, theirs != settingsSHA256 {
+            problems.append("sampling settings differ (node \(theirs.prefix(12)), run \(settingsSHA256.prefix(12)))")
+        }
+        if !problems.isEmpty {
+            stats.refusals += 1
+            nodeStatistics[name] = stats
+            refuse(peer, "node \(name) refused: " + problems.joined(separator: "; ") + "; hint: every node must use the same model directories and lightreasoner build as the coordinator", fatal: true, into: &effects)
+            return
+        }
+        if sessions[peer] == nil {
+            stats.sessions += 1
+            effects.append(.log("node \(name) joined (\(hello.host), pid \(hello.pid))"))
+        }
+        nodeStatistics[name] = stats
+        var session = sessions[peer] ?? Session(name: name, ready: false, lastSeen: now, shard: nil)
+        session.lastSeen = now
+        // A node coming back after a reset already checked the settings with us.
+        if hello.settingsSHA256 == settingsSHA256 { session.ready = true }
+        sessions[peer] = session
+        effects.append(.send(to: peer, outgoing(.welcome(.init(
+            settings: config.settings, settingsSHA256: settingsSHA256,
+            heartbeatMilliseconds: Int(config.heartbeatSeconds * 1000), nodeTimeoutMilliseconds: Int(config.nodeTimeoutSeconds * 1000),
+            maxChunkBytes: config.chunkBytes, totalQuestions: questions.count)))))
+        if isComplete { sendDone(peer, into: &effects) }
+    }
+
+    private func handleHeartbeat(_ peer: PeerID, _ heartbeat: Body.Heartbeat, now: Double, into effects: inout [CoordinatorEffect]) {
+        guard let session = sessions[peer] else { return }
+        if isComplete {
+            sendDone(peer, into: &effects)
+            return
+        }
+        effects.append(.send(to: peer, outgoing(.pong)))
+        if let shard = heartbeat.shard {
+            guard shards.indices.contains(shard) else {
+                refuse(peer, "heartbeat names shard \(shard), the run has \(shards.count)", fatal: false, into: &effects)
+                return
+            }
+            if session.shard == shard { return }
+            guard session.ready else { return }
+            switch shardStates[shard] {
+            case .pending:
+                // A node that kept working through a coordinator restart: give the lease back to it.
+                if let old = session.shard { release(old, from: peer, reason: nil, into: &effects) }
+                pendingQueue.removeAll { $0 == shard }
+                lease(shard, to: peer, now: now)
+                effects.append(.log("node \(session.name) resumed its lease of shard \(shard) (\(remaining(shard).count) questions left)"))
+            case .leased:
+                effects.append(.send(to: peer, outgoing(.abandon(.init(shard: shard, reason: "shard \(shard) is leased to another node")))))
+            case .complete:
+                effects.append(.send(to: peer, outgoing(.abandon(.init(shard: shard, reason: "shard \(shard) is complete")))))
+            }
+        } else if let shard = session.shard, case let .leased(_, _, grantedAt) = shardStates[shard],
+                  now - grantedAt > config.nodeTimeoutSeconds {
+            // The node says it holds nothing, long after the lease went out: the lease was lost.
+            release(shard, from: peer, reason: "node \(session.name) does not hold its lease of shard \(shard)", into: &effects)
+        }
+    }
+
+    private func handleResult(_ peer: PeerID, _ result: Body.Result, payload: [UInt8], now: Double, into effects: inout [CoordinatorEffect]) {
+        guard let session = sessions[peer] else { return }
+        guard session.ready else {
+            refuse(peer, "result before the node confirmed the run's settings (send request first)", fatal: false, into: &effects)
+            return
+        }
+        let q = result.question
+        guard questions.indices.contains(q) else {
+            refuse(peer, "result for question \(q), the run has \(questions.count)", fatal: false, into: &effects)
+            return
+        }
+        guard result.questionID == questions[q].id, result.shard == shardOf(question: q) else {
+            refuse(peer, "result for question \(q) names id/shard that do not match the run's", fatal: false, into: &effects)
+            return
+        }
+        guard result.chunks >= 1, result.chunks <= WireProtocol.maxChunks, (0..<result.chunks).contains(result.chunk),
+              result.bytes >= 0, result.bytes <= WireProtocol.maxResultBytes, result.records >= 0,
+              payload.count <= config.chunkBytes else {
+            refuse(peer, "result for question \(q): bad chunk header (chunk \(result.chunk)/\(result.chunks), \(result.bytes) bytes, chunk \(payload.count) bytes, limit \(config.chunkBytes))", fatal: false, into: &effects)
+            return
+        }
+        nodeStatistics[session.name, default: NodeStatistics()].resultBytes += payload.count
+        if committed[q] {
+            partials[peer]?[q] = nil
+            if result.chunk == result.chunks - 1 {
+                nodeStatistics[session.name, default: NodeStatistics()].duplicatesDropped += 1
+                effects.append(.send(to: peer, outgoing(.ack(.init(question: q, status: .duplicate)))))
+            }
+            return
+        }
+        var partial = partials[peer]?[q] ?? Partial(shard: result.shard, questionID: result.questionID,
+                                                     chunks: Array(repeating: nil, count: result.chunks),
+                                                     bytes: result.bytes, records: result.records, received: 0)
+        guard partial.chunks.count == result.chunks, partial.bytes == result.bytes, partial.records == result.records else {
+            partials[peer]?[q] = nil
+            refuse(peer, "result for question \(q): chunk \(result.chunk) disagrees with earlier chunks; dropped", fatal: false, into: &effects)
+            return
+        }
+        if partials[peer]?[q] == nil, (partials[peer]?.count ?? 0) >= config.maxPartialsPerNode {
+            refuse(peer, "result for question \(q): more than \(config.maxPartialsPerNode) questions in flight", fatal: false, into: &effects)
+            return
+        }
+        if partial.chunks[result.chunk] == nil { partial.received += 1 }
+        partial.chunks[result.chunk] = payload
+        guard partial.received == result.chunks else {
+            partials[peer, default: [:]][q] = partial
+            return
+        }
+        partials[peer]?[q] = nil
+        let joined = partial.chunks.flatMap { $0! }
+        guard joined.count == result.bytes else {
+            refuse(peer, "result for question \(q): \(joined.count) bytes received, \(result.bytes) announced", fatal: false, into: &effects)
+            return
+        }
+        let records: [SampleRecord]
+        do { records = try ResultPayload.decode(joined) } catch {
+            refuse(peer, "result for question \(q): records do not decode (\(MessageCodec.describe(error)))", fatal: false, into: &effects)
+            return
+        }
+        let question = questions[q]
+        let steps = records.map(\.step)
+        guard records.count == result.records,
+              records.allSatisfy({ $0.questionID == question.id && $0.promptID == question.promptID }),
+              zip(steps, steps.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            refuse(peer, "result for question \(q): \(records.count) records that do not belong to the question in step order (\(result.records) announced)", fatal: false, into: &effects)
+            return
+        }
+        // First complete result wins.
+        committed[q] = true
+        committedCount += 1
+        effects.append(.commit(question: q, records: records, node: session.name))
+        effects.append(.send(to: peer, outgoing(.ack(.init(question: q, status: .committed)))))
+        nodeStatistics[session.name, default: NodeStatistics()].questionsCommitted += 1
+        nodeStatistics[session.name, default: NodeStatistics()].recordsCommitted += records.count
+        for other in partials.keys { partials[other]?[q] = nil }
+        let shard = result.shard
+        if case let .leased(owner, _, grantedAt) = shardStates[shard] {
+            if remaining(shard).isEmpty {
+                shardStates[shard] = .complete
+            } else if owner == peer {
+                shardStates[shard] = .leased(peer: owner, deadline: now + config.leaseSeconds, grantedAt: grantedAt)
+            }
+        } else if remaining(shard).isEmpty {
+            shardStates[shard] = .complete
+            pendingQueue.removeAll { $0 == shard }
+        }
+        if isComplete && !completeAnnounced {
+            completeAnnounced = true
+            effects.append(.runComplete)
+        }
+    }
+
+    // MARK: leases
+
+    private func grant(to peer: PeerID, now: Double, into effects: inout [CoordinatorEffect]) {
+        if isComplete {
+            sendDone(peer, into: &effects)
+            return
+        }
+        while !pendingQueue.isEmpty {
+            let shard = pendingQueue.removeFirst()
+            let todo = remaining(shard)
+            if todo.isEmpty {
+                shardStates[shard] = .complete
+                continue
+            }
+            lease(shard, to: peer, now: now)
+            effects.append(.send(to: peer, outgoing(.lease(.init(
+                shard: shard, questions: todo.map { LeasedQuestion(index: $0, questions[$0]) },
+                leaseSeconds: config.leaseSeconds)))))
+            return
+        }
+        // Everything left is leased: ask again in a heartbeat (a lost node's shard comes back).
+        effects.append(.send(to: peer, outgoing(.wait(.init(retryMilliseconds: max(50, Int(config.heartbeatSeconds * 1000)))))))
+    }
+
+    private func lease(_ shard: Int, to peer: PeerID, now: Double) {
+        shardStates[shard] = .leased(peer: peer, deadline: now + config.leaseSeconds, grantedAt: now)
+        sessions[peer]?.shard = shard
+        if let name = sessions[peer]?.name { nodeStatistics[name, default: NodeStatistics()].leasesGranted += 1 }
+    }
+
+    /// Puts a leased shard back at the front of the queue (or marks it complete).
+    private func release(_ shard: Int, from peer: PeerID, reason: String?, into effects: inout [CoordinatorEffect]) {
+        if sessions[peer]?.shard == shard { sessions[peer]?.shard = nil }
+        guard case let .leased(owner, _, _) = shardStates[shard], owner == peer else { return }
+        let todo = remaining(shard)
+        if todo.isEmpty {
+            shardStates[shard] = .complete
+            return
+        }
+        shardStates[shard] = .pending
+        pendingQueue.removeAll { $0 == shard }
+        pendingQueue.insert(shard, at: 0)
+        if let reason {
+            if let name = sessions[peer]?.name { nodeStatistics[name, default: NodeStatistics()].leasesRequeued += 1 }
+            effects.append(.log("\(reason): shard \(shard) requeued (\(todo.count) question\(todo.count == 1 ? "" : "s") left)"))
+        }
+    }
+
+    private func drop(_ peer: PeerID, reason: String, into effects: inout [CoordinatorEffect]) {
+        if let shard = sessions[peer]?.shard {
+            let name = sessions[peer]?.name ?? "?"
+            release(shard, from: peer, reason: "node \(name) \(reason)", into: &effects)
+        }
+        sessions[peer] = nil
+        partials[peer] = nil
+    }
+
+    private func settingsMismatch(_ peer: PeerID, theirs: String, into effects: inout [CoordinatorEffect]) {
+        let name = sessions[peer]?.name ?? "?"
+        nodeStatistics[name, default: NodeStatistics()].refusals += 1
+        drop(peer, reason: "refused", into: &effects)
+        refuse(peer, "node \(name) refused: its sampling settings (sha256 \(theirs.prefix(12))) differ from the run's (\(settingsSHA256.prefix(12))); hint: run the same lightreasoner build everywhere", fatal: true, into: &effects)
+    }
+
+    private func refuse(_ peer: PeerID, _ reason: String, fatal: Bool, into effects: inout [CoordinatorEffect]) {
+        let who = sessions[peer]?.name ?? "peer \(Self.describe(peer))"
+        effects.append(.log("refused message from \(who): \(reason)"))
+        effects.append(.send(to: peer, outgoing(.refuse(.init(reason: reason, fatal: fatal)))))
+        if fatal { drop(peer, reason: "refused", into: &effects) }
+    }
+
+    /// The run is over for this node: tell it and forget the session.
+    private func sendDone(_ peer: PeerID, into effects: inout [CoordinatorEffect]) {
+        effects.append(.send(to: peer, outgoing(.done)))
+        sessions[peer] = nil
+        partials[peer] = nil
+    }
+
+    private func outgoing(_ body: Body) -> Message { Message(runID: config.runID, body: body) }
+
+    /// Printable routing id (ours are ASCII; others in hex).
+    public static func describe(_ peer: PeerID) -> String {
+        if !peer.isEmpty, peer.allSatisfy({ (0x21...0x7e).contains($0) }) { return String(decoding: peer, as: UTF8.self) }
+        return peer.prefix(16).map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,287 @@
+import Foundation
+import Contrast
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a coordinator output directory was created for; a restart must match it.
+public struct RunIdentity: Codable, Sendable, Equatable {
+    public var runID: String
+    public var protocolVersion: Int
+    public var questions: Int
+    /// SHA-256 over the questions' ids and texts, in order.
+    public var questionsSHA256: String
+    public var shardSize: Int
+    public var settings: SamplingSettings
+    public var settingsSHA256: String
+    public var expert: ModelFingerprint
+    public var amateur: ModelFingerprint
+
+    public init(runID: String, protocolVersion: Int, questions: Int, questionsSHA256: String, shardSize: Int,
+                settings: SamplingSettings, settingsSHA256: String, expert: ModelFingerprint, amateur: ModelFingerprint) {
+        self.runID = runID
+        self.protocolVersion = protocolVersion
+        self.questions = questions
+        self.questionsSHA256 = questionsSHA256
+        self.shardSize = shardSize
+        self.settings = settings
+        self.settingsSHA256 = settingsSHA256
+        self.expert = expert
+        self.amateur = amateur
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case runID = "run_id", protocolVersion = "protocol_version", questions, questionsSHA256 = "questions_sha256"
+        case shardSize = "shard_size", settings, settingsSHA256 = "settings_sha256", expert, amateur
+    }
+
+    public static func questionsDigest(_ questions: [Question]) -> String {
+        var hasher = SHA256()
+        for question in questions {
+            hasher.update(question.id)
+            hasher.update([0])
+            hasher.update(question.text)
+            hasher.update([0])
+            hasher.update(question.promptID)
+            hasher.update([0])
+        }
+        return hasher.hexDigest()
+    }
+
+    /// Fields that differ (for the refusal message).
+    func differences(from other: RunIdentity) -> [String] {
+        var fields: [String] = []
+        if protocolVersion != other.protocolVersion { fields.append("protocol_version") }
+        if questions != other.questions || questionsSHA256 != other.questionsSHA256 { fields.append("questions (--data / --max-questions)") }
+        if shardSize != other.shardSize { fields.append("shard_size") }
+        if settingsSHA256 != other.settingsSHA256 { fields.append("settings (--alpha/--beta/--max-new-tokens/--amateur-input)") }
+        if expert.digest != other.expert.digest { fields.append("expert model (\(expert.differences(from: other.expert)))") }
+        if amateur.digest != other.amateur.digest { fields.append("amateur model (\(amateur.differences(from: other.amateur)))") }
+        return fields
+    }
+}
+
+/// The coordinator's output directory:
+///   run.json              the run's identity (written once; a restart must match it)
+///   journal/samples.jsonl committed questions' records in arrival order (DurableSampleLog: fsynced,
+///   journal/progress.jsonl  one progress line per question after its records; torn tails cut on open)
+///   attribution.jsonl     which node's result was committed for each question (written before the commit)
+///   nodes.json            per-node counters, rewritten now and then
+///   endpoint              the bound endpoint (for scripts and tests)
+///   samples-NNNNN-of-MMMMM.jsonl, manifest.json   the merged output, written when every question is in
+public final class RunStore {
+    public let directory: URL
+    public let identity: RunIdentity
+    public let journal: DurableSampleLog
+    public private(set) var attribution: [String: String] = [:]
+    private let attributionHandle: FileHandle
+
+    public var runURL: URL { directory.appendingPathComponent("run.json") }
+    public var journalDirectory: URL { directory.appendingPathComponent("journal") }
+    public var attributionURL: URL { directory.appendingPathComponent("attribution.jsonl") }
+    public var nodesURL: URL { directory.appendingPathComponent("nodes.json") }
+    public var manifestURL: URL { directory.appendingPathComponent("manifest.json") }
+
+    struct Attribution: Codable {
+        let question_id: String
+        let node: String
+    }
+
+    /// Opens (resuming) or creates the directory for `identity`; a different run's directory is refused.
+    /// `makeRunID` is used only for a new directory.
+    public init(directory: URL, proposed: RunIdentity) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let runURL = directory.appendingPathComponent("run.json")
+        if let data = try? Data(contentsOf: runURL) {
+            let existing: RunIdentity
+            do { existing = try JSONDecoder().decode(RunIdentity.self, from: data) } catch {
+                throw ClusterError.io("\(runURL.path) is not a run identity (\(error)); hint: use a new --out directory")
+            }
+            let differences = existing.differences(from: proposed)
+            guard differences.isEmpty else {
+                throw ClusterError.usage("\(directory.path) belongs to run \(existing.runID), started with a different \(differences.joined(separator: ", ")); hint: restart with the same arguments to resume it, or use a new --out directory")
+            }
+            identity = existing
+        } else {
+            identity = proposed
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try Self.writeAtomically(try encoder.encode(proposed), to: runURL)
+        }
+        journal = try DurableSampleLog(directory: directory.appendingPathComponent("journal"))
+        let attributionURL = directory.appendingPathComponent("attribution.jsonl")
+        if !FileManager.default.fileExists(atPath: attributionURL.path) {
+            _ = FileManager.default.createFile(atPath: attributionURL.path, contents: nil)
+        }
+        let attributionData = (try? Data(contentsOf: attributionURL)) ?? Data()
+        for line in attributionData.split(separator: UInt8(ascii: "\n")) {
+            guard let entry = try? JSONDecoder().decode(Attribution.self, from: Data(line)) else { continue }
+            if journal.finished.contains(entry.question_id) && attribution[entry.question_id] == nil {
+                attribution[entry.question_id] = entry.node
+            }
+        }
+        attributionHandle = try FileHandle(forWritingTo: attributionURL)
+        // A torn last line (crash mid-write) must not glue onto the next entry.
+        let end = try attributionHandle.seekToEnd()
+        if end > 0, attributionData.last != UInt8(ascii: "\n") { try attributionHandle.write(contentsOf: Data("\n".utf8)) }
+    }
+
+    deinit { try? attributionHandle.close() }
+
+    /// Attribution line, then the question's records made durable (the unit of commit).
+    public func commit(question: Question, records: [SampleRecord], node: String) throws {
+        var line = try JSONEncoder().encode(Attribution(question_id: question.id, node: node))
+        line.append(UInt8(ascii: "\n"))
+        try attributionHandle.write(contentsOf: line)
+        try journal.commit(questionID: question.id, records: records)
+        if attribution[question.id] == nil { attribution[question.id] = node }
+    }
+
+    public func loadNodeStatistics() -> [String: NodeStatistics] {
+        guard let data = try? Data(contentsOf: nodesURL) else { return [:] }
+        return (try? JSONDecoder().decode([String: NodeStatistics].self, from: data)) ?? [:]
+    }
+
+    public func saveNodeStatistics(_ statistics: [String: NodeStatistics]) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try Self.writeAtomically(try encoder.encode(statistics), to: nodesURL)
+    }
+
+    public static func writeAtomically(_ data: Data, to url: URL) throws {
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+        try data.write(to: temporary)
+        let fd = open(temporary.path, O_RDONLY)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+        guard rename(temporary.path, url.path) == 0 else {
+            throw ClusterError.io("rename \(temporary.path) → \(url.path) failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    // MARK: merged output
+
+    public struct ShardSummary: Codable, Sendable {
+        public var file: String
+        public var shard: Int
+        public var firstQuestion: Int
+        public var questions: Int
+        public var records: Int
+        public var bytes: Int
+        public var sha256: String
+        enum CodingKeys: String, CodingKey {
+            case file, shard, firstQuestion = "first_question", questions, records, bytes, sha256
+        }
+    }
+
+    public struct NodeSummary: Codable, Sendable {
+        public var questions: Int
+        public var records: Int
+        public var statistics: NodeStatistics?
+    }
+
+    public struct Manifest: Codable, Sendable {
+        public var runID: String
+        public var protocolVersion: Int
+        public var questions: Int
+        public var records: Int
+        public var questionsSHA256: String
+        public var shardSize: Int
+        public var settings: SamplingSettings
+        public var settingsSHA256: String
+        public var expert: ModelFingerprint
+        public var amateur: ModelFingerprint
+        public var shards: [ShardSummary]
+        public var nodes: [String: NodeSummary]
+        enum CodingKeys: String, CodingKey {
+            case runID = "run_id", protocolVersion = "protocol_version", questions, records, questionsSHA256 = "questions_sha256"
+            case shardSize = "shard_size", settings, settingsSHA256 = "settings_sha256", expert, amateur, shards, nodes
+        }
+    }
+
+    public static func shardFileName(_ shard: Int, of count: Int) -> String {
+        String(format: "samples-%05d-of-%05d.jsonl", shard, count)
+    }
+
+    /// Journal byte ranges per question: the first commit of a question wins (de-duplication).
+    func journalIndex() throws -> [String: (start: Int, end: Int, records: Int)] {
+        let data = (try? Data(contentsOf: journal.progressURL)) ?? Data()
+        var index: [String: (start: Int, end: Int, records: Int)] = [:]
+        var previous = 0
+        struct Progress: Decodable {
+            let question_id: String
+            let records: Int
+            let samples_bytes: Int
+        }
+        for line in data.split(separator: UInt8(ascii: "\n")) {
+            let entry = try JSONDecoder().decode(Progress.self, from: Data(line))
+            if index[entry.question_id] == nil { index[entry.question_id] = (previous, entry.samples_bytes, entry.records) }
+            previous = entry.samples_bytes
+        }
+        return index
+    }
+
+    /// Writes the shards in question order (each question's records in step order, as committed) and
+    /// manifest.json last. Streams from the journal; memory stays at one question's records.
+    @discardableResult
+    public func writeOutput(questions: [Question], nodeStatistics: [String: NodeStatistics]) throws -> Manifest {
+        let index = try journalIndex()
+        let reader = try FileHandle(forReadingFrom: journal.samplesURL)
+        defer { try? reader.close() }
+        let shardSize = identity.shardSize
+        let shardCount = (questions.count + shardSize - 1) / shardSize
+        var shards: [ShardSummary] = []
+        var nodes: [String: NodeSummary] = [:]
+        var total = 0
+        for shard in 0..<shardCount {
+            let range = (shard * shardSize)..<min((shard + 1) * shardSize, questions.count)
+            let name = Self.shardFileName(shard, of: shardCount)
+            let url = directory.appendingPathComponent(name)
+            let temporary = directory.appendingPathComponent(".\(name).tmp")
+            _ = FileManager.default.createFile(atPath: temporary.path, contents: nil)
+            let writer = try FileHandle(forWritingTo: temporary)
+            var hasher = SHA256()
+            var bytes = 0, records = 0
+            for q in range {
+                let question = questions[q]
+                guard let entry = index[question.id] else {
+                    try? writer.close()
+                    throw ClusterError.io("question \(q) (\(question.id.prefix(60))) has no committed result; the run is not complete")
+                }
+                try reader.seek(toOffset: UInt64(entry.start))
+                let chunk = try reader.read(upToCount: entry.end - entry.start) ?? Data()
+                guard chunk.count == entry.end - entry.start else {
+                    try? writer.close()
+                    throw ClusterError.io("\(journal.samplesURL.path) is shorter than its progress file says")
+                }
+                try writer.write(contentsOf: chunk)
+                hasher.update(chunk)
+                bytes += chunk.count
+                records += entry.records
+                let node = attribution[question.id] ?? "unknown"
+                nodes[node, default: NodeSummary(questions: 0, records: 0, statistics: nil)].questions += 1
+                nodes[node, default: NodeSummary(questions: 0, records: 0, statistics: nil)].records += entry.records
+            }
+            try writer.synchronize()
+            try writer.close()
+            guard rename(temporary.path, url.path) == 0 else { throw ClusterError.io("rename \(temporary.path) failed") }
+            shards.append(ShardSummary(file: name, shard: shard, firstQuestion: range.lowerBound, questions: range.count,
+                                       records: records, bytes: bytes, sha256: hasher.hexDigest()))
+            total += records
+        }
+        for (name, statistics) in nodeStatistics {
+            nodes[name, default: NodeSummary(questions: 0, records: 0, statistics: nil)].statistics = statistics
+        }
+        let manifest = Manifest(runID: identity.runID, protocolVersion: identity.protocolVersion, questions: questions.count,
+                                records: total, questionsSHA256: identity.questionsSHA256, shardSize: shardSize,
+                                settings: identity.settings, settingsSHA256: identity.settingsSHA256,
+                                expert: identity.expert, amateur: identity.amateur, shards: shards, nodes: nodes)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try Self.writeAtomically(try encoder.encode(manifest), to: manifestURL)
+        return manifest
+    }
+}

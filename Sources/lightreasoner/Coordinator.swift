@@ -1,0 +1,148 @@
+import ArgumentParser
+import Cluster
+import Contrast
+import Foundation
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Distributed sampling: lease GSM8K shards to sampler nodes over ZeroMQ and merge their records.",
+        discussion: """
+        The coordinator loads no model; it fingerprints --expert/--amateur (config, tokenizer files, \
+        safetensors headers and sampled blocks) and refuses nodes whose models or settings differ.
+
+        Output directory: run.json, journal/ (fsynced records as they arrive), attribution.jsonl, \
+        nodes.json, endpoint, and when every question is in: samples-NNNNN-of-MMMMM.jsonl (the `sample` \
+        schema, in question order) and manifest.json. Restarted with the same --out and arguments, it resumes.
+
+        --bind tcp://*:PORT listens on every interface: the coordinator is reachable from the network, and \
+        without --curve anyone who reaches it can join and submit. See cluster/README.md (PROTOCOL).
+        """)
+
+    @Option(help: "GSM8K-style JSONL (\"question\" per line).")
+    var data: String
+
+    @Option(help: "Output directory (resumed when it holds a run with the same arguments).")
+    var out: String
+
+    @Option(help: "ZeroMQ endpoint to bind: tcp://127.0.0.1:5555 (this host), tcp://*:5555 (every interface), tcp://127.0.0.1:* (a free port; see OUT/endpoint).")
+    var bind: String
+
+    @Option(help: "Questions per shard (one lease).")
+    var shardSize = 16
+
+    @Option(help: "Expert model directory (fingerprinted, not loaded).")
+    var expert = "models/tiny-expert"
+
+    @Option(help: "Amateur model directory (fingerprinted, not loaded).")
+    var amateur = "models/tiny-amateur"
+
+    @Option(help: "Sample at most this many questions (from the top of the file).")
+    var maxQuestions: Int?
+
+    @Option(help: "Plausibility: keep label ids with pE ≥ alpha · max pE.")
+    var alpha = 0.2
+
+    @Option(help: "Keep a step when KL(pE‖pA) ≥ beta.")
+    var beta = 0.4
+
+    @Option(help: "Expert greedy tokens per question.")
+    var maxNewTokens = 128
+
+    @Option(help: "Amateur input: 'ids' or 'retokenize' (see `sample --help`).")
+    var amateurInput: AmateurInput = .ids
+
+    @Option(help: "Directory with the run's CURVE keys (server.public, server.secret, authorized_clients); only nodes holding an authorized client key can join.")
+    var curve: String?
+
+    @Option(help: "Node heartbeat interval in milliseconds (sent to the nodes).")
+    var heartbeatMs = 1000
+
+    @Option(help: "Seconds of silence after which a node is declared lost and its shard requeued.")
+    var nodeTimeout = 30.0
+
+    @Option(help: "Seconds a lease may go without a committed question before it is requeued (cover one batch on the slowest node).")
+    var leaseSeconds = 1800.0
+
+    @Option(help: "Stop the run when sampling one shard failed on this many nodes (a node reporting an error, not a node that vanished).")
+    var maxShardFailures = 3
+
+    @Option(help: "Largest result chunk in bytes (a question's records are split into chunks this size).")
+    var chunkBytes = WireProtocol.defaultChunkBytes
+
+    @Option(help: "Seconds between progress lines on stderr.")
+    var progressSeconds = 10.0
+
+    @Option(help: "File to write the bound endpoint to (default OUT/endpoint).")
+    var endpointFile: String?
+
+    func validate() throws {
+        if !(0...1).contains(alpha) { throw ValidationError("--alpha must be in [0, 1]") }
+        if beta < 0 { throw ValidationError("--beta must be ≥ 0") }
+        if maxNewTokens < 2 { throw ValidationError("--max-new-tokens must be at least 2 (step 0 is never sampled)") }
+        if shardSize < 1 { throw ValidationError("--shard-size must be at least 1") }
+        if heartbeatMs < 10 { throw ValidationError("--heartbeat-ms must be at least 10") }
+        if nodeTimeout * 1000 < Double(2 * heartbeatMs) { throw ValidationError("--node-timeout must cover at least two heartbeats") }
+        if leaseSeconds <= 0 { throw ValidationError("--lease-seconds must be positive") }
+        if maxShardFailures < 1 { throw ValidationError("--max-shard-failures must be at least 1") }
+        if chunkBytes < 1024 || chunkBytes > WireProtocol.maxChunkBytes {
+            throw ValidationError("--chunk-bytes must be in 1024...\(WireProtocol.maxChunkBytes)")
+        }
+        if !bind.contains("://") { throw ValidationError("--bind takes an endpoint such as tcp://127.0.0.1:5555") }
+    }
+
+    func run() throws {
+        var settings = SamplingSettings()
+        settings.alpha = alpha
+        settings.beta = beta
+        settings.maxNewTokens = maxNewTokens
+        settings.amateurInput = amateurInput
+        var questions = try loadQuestions(file: userURL(data))
+        if let maxQuestions { questions = Array(questions.prefix(maxQuestions)) }
+        var parameters = CoordinatorParameters(questions: questions, settings: settings, expertDirectory: userURL(expert),
+                                               amateurDirectory: userURL(amateur), out: userURL(out), bind: bind)
+        parameters.shardSize = shardSize
+        parameters.heartbeatSeconds = Double(heartbeatMs) / 1000
+        parameters.nodeTimeoutSeconds = nodeTimeout
+        parameters.leaseSeconds = leaseSeconds
+        parameters.maxShardFailures = maxShardFailures
+        parameters.chunkBytes = chunkBytes
+        parameters.progressSeconds = progressSeconds
+        parameters.lingerSeconds = max(2, 3 * parameters.heartbeatSeconds)
+        parameters.endpointFile = endpointFile.map(userURL)
+        if let curve { parameters.curve = try CurveKeys.loadServer(userURL(curve)) }
+        let manifest = try CoordinatorServer.run(parameters)
+        print("run \(manifest.runID): \(manifest.questions) questions, \(manifest.records) records in \(manifest.shards.count) shard file(s) → \(userURL(out).path)/manifest.json")
+    }
+}
+
+struct KeygenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keygen",
+        abstract: "Make a run's CURVE keys for `coordinator --curve DIR` and `sampler --curve DIR`.",
+        discussion: """
+        Writes server.public, server.secret, client.public, client.secret (client-2.* … with --clients N) \
+        and authorized_clients (the client public keys the coordinator accepts). The coordinator needs \
+        server.* and authorized_clients; a node needs server.public and its client.* pair. Secrets are \
+        mode 0600; copy them only to the hosts of the run.
+        """)
+
+    @Option(help: "Directory for the keys.")
+    var out: String
+
+    @Option(help: "Client key pairs to make.")
+    var clients = 1
+
+    @Flag(help: "Replace existing keys.")
+    var force = false
+
+    func validate() throws {
+        if clients < 1 { throw ValidationError("--clients must be at least 1") }
+    }
+
+    func run() throws {
+        let directory = userURL(out)
+        let files = try CurveKeys.generate(into: directory, clients: clients, overwrite: force)
+        print("wrote \(files.joined(separator: ", ")) to \(directory.path)")
+    }
+}

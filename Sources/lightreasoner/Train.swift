@@ -1,0 +1,293 @@
+import ArgumentParser
+import Contrast
+import Foundation
+import Models
+import Tokenizer
+import Training
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "LoRA fine-tuning of the expert on contrastive soft labels (the original's LightR_finetuning.py).",
+        discussion: """
+        Each sample: ChatML([system "Please reason step by step.", user question], generation prompt) followed \
+        by the prefix (its prefix_ids, or the prefix text tokenised with the prompt as the original does); the \
+        loss is KL(q ‖ softmax(z)) at the last token over the tokenizer's base vocabulary, averaged over the \
+        samples of an optimizer step.
+
+        Output directory (--out):
+          adapter_config.json, adapter_model.safetensors: the final adapter (PEFT format, always written)
+          checkpoint-<step>/: adapter, optimizer.safetensors (AdamW moments), trainer_state.json
+          metrics.jsonl: one line per step (loss, grad_norm, lr, ms, samples_per_s, val_loss)
+          train_config.json: the settings and the dataset summary
+
+        SIGTERM or Ctrl-C writes checkpoint-<step> of the completed steps and exits 0; continue with \
+        --resume <that directory>.
+        """)
+
+    @Option(help: "Expert model directory (its tokenizer renders the prompts).")
+    var model = "models/tiny-expert"
+
+    @Option(parsing: .upToNextOption, help: "Sample files (.jsonl) or directories (DIR/samples.jsonl).")
+    var samples: [String]
+
+    @Option(help: "Output directory.")
+    var out: String
+
+    @Option(help: "LoRA rank r (default 8; taken from --init-adapter when given).")
+    var rank: Int?
+
+    @Option(help: "LoRA alpha (default 16; scale = alpha / r).")
+    var alpha: Float?
+
+    @Option(help: "LoRA dropout on the adapted projections' inputs.")
+    var dropout: Float = 0.05
+
+    @Option(help: "Comma-separated projections to adapt (default q_proj,v_proj; any of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).")
+    var targets: String?
+
+    @Option(help: "Peak learning rate (linear decay to 0, no warm-up by default).")
+    var lr = 5e-5
+
+    @Option(help: "Optimizer steps.")
+    var steps = 1000
+
+    @Option(help: "Samples per micro-batch.")
+    var batchSize = 8
+
+    @Option(help: "Micro-batches per optimizer step (gradient accumulation).")
+    var accumulation = 2
+
+    @Option(help: "Longest input in tokens.")
+    var maxLength = 512
+
+    @Option(help: "Inputs longer than --max-length: skip (default), right (the original's truncation), left.")
+    var truncation: Truncation = .skip
+
+    @Option(help: "Prefix ids: 'ids' uses prefix_ids when the record has them; 'text' tokenises prompt + prefix text like the original.")
+    var prefixFrom: PrefixSource = .ids
+
+    @Option(help: "Seed of the data order, the LoRA init and the dropout masks.")
+    var seed: UInt64 = 42
+
+    @Flag(help: "Keep file order (no shuffling).")
+    var noShuffle = false
+
+    @Option(help: "Clip the global gradient norm to this (0: no clipping).")
+    var maxGradNorm = 1.0
+
+    @Option(help: "AdamW weight decay (decoupled).")
+    var weightDecay = 0.0
+
+    @Option(help: "AdamW beta1.")
+    var adamBeta1 = 0.9
+
+    @Option(help: "AdamW beta2.")
+    var adamBeta2 = 0.999
+
+    @Option(help: "AdamW epsilon.")
+    var adamEpsilon = 1e-8
+
+    @Option(help: "Linear warm-up steps.")
+    var warmupSteps = 0
+
+    @Option(help: "Save a checkpoint every N steps (the final adapter is always saved).")
+    var saveEvery = 200
+
+    @Option(help: "Hold out this fraction of the questions (all of their prefixes) for a validation loss.")
+    var validationFraction = 0.0
+
+    @Option(help: "Validation loss every N steps (and at the end).")
+    var evalEvery = 200
+
+    @Option(help: "Start from this PEFT adapter directory instead of a fresh one (B = 0).")
+    var initAdapter: String?
+
+    @Option(help: "Continue from a checkpoint-<step> directory (adapter, AdamW moments, step).")
+    var resume: String?
+
+    @Flag(help: "Reproduce the original's supervision of a right-padded micro-batch at its last column (a pad position for shorter rows).")
+    var compatPadPosition = false
+
+    @Flag(help: "Scale a step's gradient as the original under HF Trainer ≥ 4.46 does: the sum of the micro-batch means (accumulation × the mean).")
+    var compatAccumulationScale = false
+
+    @Option(help: "Print a progress line every N steps.")
+    var logEvery = 1
+
+    @OptionGroup var load: ModelLoadOptions
+
+    func validate() throws {
+        if let rank, rank < 1 { throw ValidationError("--rank must be at least 1") }
+        if !(0..<1).contains(dropout) { throw ValidationError("--dropout must be in [0, 1)") }
+        if steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if batchSize < 1 || accumulation < 1 { throw ValidationError("--batch-size and --accumulation must be at least 1") }
+        if maxLength < 2 { throw ValidationError("--max-length must be at least 2") }
+        if !(lr > 0) { throw ValidationError("--lr must be positive") }
+        if !(0..<1).contains(validationFraction) { throw ValidationError("--validation-fraction must be in [0, 1)") }
+        if initAdapter != nil, resume != nil { throw ValidationError("--init-adapter and --resume exclude each other (a checkpoint holds its adapter)") }
+        _ = try parsedTargets()
+    }
+
+    func parsedTargets() throws -> [LoRATarget]? {
+        guard let targets else { return nil }
+        return try targets.split(separator: ",").map { name in
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            guard let target = LoRATarget(rawValue: trimmed) else {
+                throw ValidationError("--targets: unknown module '\(trimmed)'; choose from \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return target
+        }
+    }
+
+    func run() throws {
+        load.applyThreads()
+        let modelURL = userURL(model)
+        let decoder = try Decoder(directory: modelURL, strict: load.strict)
+        decoder.checkpoint.warnings.forEach { printError("warning: \($0)") }
+        let tokenizer = try Tokenizer(directory: modelURL)
+        let vb = tokenizer.baseVocabSize
+        guard vb <= decoder.config.vocabSize else {
+            throw ValidationError("the tokenizer's base vocabulary (\(vb)) exceeds the model's \(decoder.config.vocabSize) rows")
+        }
+
+        // Data.
+        var dataOptions = DataOptions()
+        dataOptions.maxLength = maxLength
+        dataOptions.truncation = truncation
+        dataOptions.prefixSource = prefixFrom
+        let files = try SampleData.resolve(samples.map { userURL($0).path })
+        let records = try SampleData.readRecords(files)
+        let (examples, report) = try SampleData.makeExamples(records, tokenizer: tokenizer, labelVocabulary: vb, options: dataOptions)
+        let (train, validation) = SampleData.splitByQuestion(examples, fraction: validationFraction, seed: seed)
+        printError("samples: \(report.records) records in \(files.count) file(s) → \(train.count) train, \(validation.count) validation"
+            + " | longest \(report.maxTokens) tokens, mean \(report.examples > 0 ? report.totalTokens / report.examples : 0)"
+            + (report.skippedTooLong > 0 ? " | skipped \(report.skippedTooLong) longer than \(maxLength)" : "")
+            + (report.truncated > 0 ? " | truncated \(report.truncated) (\(truncation.rawValue))" : "")
+            + (report.prefixFromText > 0 ? " | \(report.prefixFromText) prefixes tokenised from text" : "")
+            + (report.droppedLabelIDs > 0 ? " | dropped \(report.droppedLabelIDs) label ids ≥ \(vb)" : "")
+            + (report.emptyLabels > 0 ? " | \(report.emptyLabels) empty labels" : ""))
+
+        // Adapter.
+        let adapter: LoRAAdapter
+        if let initAdapter {
+            let loaded = try PEFTAdapter.load(directory: userURL(initAdapter), model: decoder.config)
+            if let rank, rank != loaded.config.rank { throw ValidationError("--rank \(rank) differs from the adapter's r = \(loaded.config.rank)") }
+            if let alpha, alpha != loaded.config.alpha { throw ValidationError("--alpha \(alpha) differs from the adapter's lora_alpha = \(loaded.config.alpha)") }
+            if let t = try parsedTargets(), Set(t) != Set(loaded.config.targets) {
+                throw ValidationError("--targets differ from the adapter's target_modules \(loaded.config.targets.map(\.rawValue))")
+            }
+            var config = loaded.config
+            config.dropout = dropout
+            adapter = LoRAAdapter(config: config, model: decoder.config)
+            adapter.parameters.update(from: loaded.parameters, count: adapter.parameterCount)
+            printError("adapter: \(initAdapter) (r \(config.rank), alpha \(config.alpha), \(config.targets.map(\.rawValue).joined(separator: ",")))")
+        } else if let resume {
+            // The checkpoint's LoRA settings (dropout included); its weights are loaded by `resume` below.
+            let config = try Trainer.readState(userURL(resume)).lora
+            if let rank, rank != config.rank { throw ValidationError("--rank \(rank) differs from the checkpoint's r = \(config.rank)") }
+            if let alpha, alpha != config.alpha { throw ValidationError("--alpha \(alpha) differs from the checkpoint's lora_alpha = \(config.alpha)") }
+            if let t = try parsedTargets(), Set(t) != Set(config.targets) {
+                throw ValidationError("--targets differ from the checkpoint's \(config.targets.map(\.rawValue))")
+            }
+            adapter = LoRAAdapter(config: config, model: decoder.config)
+        } else {
+            let config = LoRAConfig(rank: rank ?? 8, alpha: alpha ?? 16, dropout: dropout, targets: try parsedTargets() ?? [.q, .v])
+            adapter = LoRAAdapter(config: config, model: decoder.config)
+            adapter.initialize(seed: seed)
+        }
+        let trainingModel = TrainingModel(weights: FrozenWeights(decoder: decoder), adapter: adapter, labelVocabulary: vb)
+
+        var options = TrainingOptions()
+        options.steps = steps
+        options.batchSize = batchSize
+        options.accumulation = accumulation
+        options.optimizer.learningRate = lr
+        options.optimizer.weightDecay = weightDecay
+        options.optimizer.beta1 = adamBeta1
+        options.optimizer.beta2 = adamBeta2
+        options.optimizer.epsilon = adamEpsilon
+        options.warmupSteps = warmupSteps
+        options.maxGradNorm = maxGradNorm
+        options.saveEvery = saveEvery
+        options.evalEvery = evalEvery
+        options.seed = seed
+        options.shuffle = !noShuffle
+        options.compatPadPosition = compatPadPosition
+        options.compatAccumulationScale = compatAccumulationScale
+        options.padTokenID = tokenizer.padTokenId ?? decoder.checkpoint.generation.padTokenID.map(Int32.init)
+            ?? tokenizer.eosTokenId ?? 0
+
+        let outURL = userURL(out)
+        try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+        let trainer = try Trainer(model: trainingModel, train: train, validation: validation, options: options,
+                                  outputDirectory: outURL, baseModel: model)
+        if let resume {
+            let state = try trainer.resume(from: userURL(resume))
+            printError("resumed from \(resume) at step \(trainer.step)")
+            if state.options != options {
+                printError("warning: the checkpoint was trained with other options (\(describeDifferences(state.options, options))); the data order and schedule follow this run's")
+            }
+        }
+        try writeRunConfig(options: options, lora: adapter.config, data: dataOptions, report: report, to: outURL)
+        printError("training: \(adapter.parameterCount) LoRA parameters (r \(adapter.config.rank), alpha \(adapter.config.alpha), dropout \(adapter.config.dropout), \(adapter.config.targets.map(\.rawValue).joined(separator: ","))), "
+            + "\(steps) steps × \(options.samplesPerStep) samples, lr \(lr) → \(outURL.path)")
+
+        let termination = TerminationFlag()
+        let outcome = try trainer.run(shouldStop: { termination.isRaised }) { m in
+            guard m.step % max(1, logEvery) == 0 || m.step == m.totalSteps || m.validationLoss != nil else { return }
+            var line = String(format: "step %d/%d | loss %.4f | grad norm %.4f | lr %.3e | %.0f ms/step | %.1f samples/s | ETA %@",
+                              m.step, m.totalSteps, m.loss, m.gradNorm, m.learningRate, m.milliseconds, m.samplesPerSecond,
+                              formatDuration(m.etaSeconds))
+            if let v = m.validationLoss { line += String(format: " | val loss %.4f", v) }
+            printError(line)
+        }
+        switch outcome {
+        case let .finished(done):
+            printError("done: \(done) steps; adapter in \(outURL.path)")
+        case let .interrupted(after, checkpoint):
+            printError("stopped by signal \(termination.received ?? 0) after step \(after); checkpoint in \(checkpoint); continue with --resume \(checkpoint)")
+        }
+    }
+
+    func writeRunConfig(options: TrainingOptions, lora: LoRAConfig, data: DataOptions, report: DatasetReport, to directory: URL) throws {
+        struct RunConfig: Encodable {
+            var model: String
+            var samples: [String]
+            var options: TrainingOptions
+            var lora: LoRAConfig
+            var data: DataOptions
+            var dataset: DatasetReport
+            var initAdapter: String?
+            var resume: String?
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let config = RunConfig(model: model, samples: samples, options: options, lora: lora, data: data, dataset: report,
+                               initAdapter: initAdapter, resume: resume)
+        try encoder.encode(config).write(to: directory.appendingPathComponent("train_config.json"), options: .atomic)
+    }
+}
+
+/// "steps 1000 → 1200, lr …" for the options that differ.
+func describeDifferences(_ a: TrainingOptions, _ b: TrainingOptions) -> String {
+    var parts: [String] = []
+    func check<T: Equatable>(_ name: String, _ x: T, _ y: T) { if x != y { parts.append("\(name) \(x) → \(y)") } }
+    check("steps", a.steps, b.steps)
+    check("batch-size", a.batchSize, b.batchSize)
+    check("accumulation", a.accumulation, b.accumulation)
+    check("lr", a.optimizer.learningRate, b.optimizer.learningRate)
+    check("weight-decay", a.optimizer.weightDecay, b.optimizer.weightDecay)
+    check("adam-beta1", a.optimizer.beta1, b.optimizer.beta1)
+    check("adam-beta2", a.optimizer.beta2, b.optimizer.beta2)
+    check("adam-epsilon", a.optimizer.epsilon, b.optimizer.epsilon)
+    check("warmup-steps", a.warmupSteps, b.warmupSteps)
+    check("max-grad-norm", a.maxGradNorm, b.maxGradNorm)
+    check("seed", a.seed, b.seed)
+    check("shuffle", a.shuffle, b.shuffle)
+    check("compat-pad-position", a.compatPadPosition, b.compatPadPosition)
+    check("compat-accumulation-scale", a.compatAccumulationScale, b.compatAccumulationScale)
+    return parts.isEmpty ? "save/eval intervals" : parts.joined(separator: ", ")
+}
+
+extension Truncation: ExpressibleByArgument {}
+extension PrefixSource: ExpressibleByArgument {}
