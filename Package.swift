@@ -51,6 +51,7 @@ let package = Package(
         .testTarget(name: "ContrastTests", dependencies: ["Contrast"]),
         .testTarget(name: "SamplingTests", dependencies: ["Contrast", "Models", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "SafeTensors", "Tensors", "Contrast"]),
+        .testTarget(name: "MergeTests", dependencies: ["Training", "Models", "SafeTensors", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
     ]
