@@ -105,6 +105,22 @@ public struct RopeTable: Sendable {
 public func ropeForward(
     _ x: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int, heads: Int, table: RopeTable
 ) {
+    ropeRotate(x, positions: positions, rows: rows, heads: heads, table: table, sinSign: 1)
+}
+
+/// In place: the rotation is orthogonal, so the gradient is the inverse rotation of dout.
+/// dx: (N, H, D)
+public func ropeBackward(
+    _ dx: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int, heads: Int, table: RopeTable
+) {
+    ropeRotate(dx, positions: positions, rows: rows, heads: heads, table: table, sinSign: -1)
+}
+
+/// Rotates each (i, i+D/2) pair by +angle (sinSign 1) or −angle (sinSign −1).
+private func ropeRotate(
+    _ x: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int, heads: Int, table: RopeTable,
+    sinSign: Float
+) {
     let d = table.headDim, half = d / 2
     table.cos.withUnsafeBufferPointer { cosTable in
         table.sin.withUnsafeBufferPointer { sinTable in
@@ -114,33 +130,9 @@ public func ropeForward(
                 for h in 0..<heads {
                     let v = x + (n * heads + h) * d
                     for i in 0..<half {
-                        let a = v[i], b = v[i + half]
-                        v[i] = a * c[i] - b * s[i]
-                        v[i + half] = b * c[i] + a * s[i]
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// In place: the rotation is orthogonal, so the gradient is the inverse rotation of dout.
-/// dx: (N, H, D)
-public func ropeBackward(
-    _ dx: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int, heads: Int, table: RopeTable
-) {
-    let d = table.headDim, half = d / 2
-    table.cos.withUnsafeBufferPointer { cosTable in
-        table.sin.withUnsafeBufferPointer { sinTable in
-            for n in 0..<rows {
-                let p = Int(positions[n])
-                let c = cosTable.baseAddress! + p * half, s = sinTable.baseAddress! + p * half
-                for h in 0..<heads {
-                    let v = dx + (n * heads + h) * d
-                    for i in 0..<half {
-                        let ga = v[i], gb = v[i + half]
-                        v[i] = ga * c[i] + gb * s[i]
-                        v[i + half] = gb * c[i] - ga * s[i]
+                        let a = v[i], b = v[i + half], sine = sinSign * s[i]
+                        v[i] = a * c[i] - b * sine
+                        v[i + half] = b * c[i] + a * sine
                     }
                 }
             }
