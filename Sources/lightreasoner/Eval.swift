@@ -3,6 +3,7 @@ import Evaluation
 import Foundation
 import Models
 import Tokenizer
+import Training
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,13 +20,14 @@ struct Eval: ParsableCommand {
         correct, method, generated_tokens, stopped) and <out>/summary.json; prints a markdown results \
         table on stdout and progress with ETA on stderr. `eval --compare RUN_A RUN_B` prints A and B side \
         by side with the paired difference B − A (items matched by id) and its standard error; \
-        `--compare BASE` next to a run compares BASE with the new run.
+        `--compare BASE` next to a run compares BASE with the new run. --adapter merges a PEFT LoRA \
+        adapter into --model first (what `lightreasoner merge` writes), in a temporary folder under --out.
         """)
 
     @Option(help: "Hugging Face model directory (weights and tokenizer).")
     var model: String?
 
-    @Option(help: "PEFT LoRA adapter directory (not supported yet: merge it into the model first).")
+    @Option(help: "PEFT LoRA adapter directory: merged into --model (as `lightreasoner merge` does) in a temporary folder under --out, removed afterwards.")
     var adapter: String?
 
     @Option(name: .customLong("data"), help: "Benchmark name, 'all', or a JSONL/JSON file or folder; repeat or comma-separate.")
@@ -61,9 +63,6 @@ struct Eval: ParsableCommand {
     @OptionGroup var load: ModelLoadOptions
 
     func validate() throws {
-        if adapter != nil {
-            throw ValidationError("--adapter is not supported yet; merge first with lightreasoner merge")
-        }
         if model == nil {
             guard compare.count == 2 else {
                 throw ValidationError("give --model DIR --data NAME --out DIR to evaluate, or --compare RUN_A RUN_B")
@@ -72,6 +71,9 @@ struct Eval: ParsableCommand {
         }
         if data.isEmpty { throw ValidationError("give --data NAME|FILE (repeatable): \(Benchmark.allCases.map(\.rawValue).joined(separator: ", ")) or all") }
         if out == nil { throw ValidationError("give --out DIR") }
+        if let adapter, !FileManager.default.fileExists(atPath: userURL(adapter).appendingPathComponent("adapter_config.json").path) {
+            throw ValidationError("--adapter \(adapter): no adapter_config.json there (expected a PEFT adapter directory)")
+        }
         if compare.count > 1 { throw ValidationError("next to an evaluation, --compare takes one earlier run (the base)") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
         if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
@@ -103,7 +105,17 @@ struct Eval: ParsableCommand {
         let outURL = userURL(out!)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
 
-        let directory = userURL(model)
+        var directory = userURL(model)
+        let merged = outURL.appendingPathComponent(".merged-\(UUID().uuidString)")
+        defer { if adapter != nil { try? FileManager.default.removeItem(at: merged) } }
+        if let adapter {
+            // Evaluate base + adapter as one merged checkpoint (W' = W + (alpha/r)·B·A, PEFT merge_and_unload).
+            let start = Date()
+            let report = try AdapterMerge.merge(model: directory, adapter: userURL(adapter), out: merged)
+            printError("merged \(report.mergedTensors) LoRA projections of \(adapter) into \(merged.path) in "
+                + String(format: "%.2fs", Date().timeIntervalSince(start)) + " (removed after the run)")
+            directory = merged
+        }
         let loadStart = Date()
         let decoder = try Decoder(directory: directory, strict: load.strict, residency: load.weights)
         let tokenizer = try Tokenizer(directory: directory)
@@ -116,7 +128,7 @@ struct Eval: ParsableCommand {
         var summaries: [DatasetSummary] = []
         let created = ISO8601DateFormatter().string(from: Date())
         func summary() -> RunSummary {
-            RunSummary(model: directory.path, adapter: nil, promptType: promptType.rawValue, maxNewTokens: maxNewTokens,
+            RunSummary(model: userURL(model).path, adapter: adapter.map { userURL($0).path }, promptType: promptType.rawValue, maxNewTokens: maxNewTokens,
                        batchSize: batchSize, limit: limit, includePercentage: !exactNumbers, created: created, datasets: summaries)
         }
         for dataset in datasets {

@@ -18,12 +18,39 @@ struct EvalCommandTests {
         return try runChild(binary, arguments, timeout: 600)
     }
 
-    @Test func adapterIsRefusedWithAClearMessage() throws {
+    @Test func adapterMustBeAPEFTFolder() throws {
         let out = try makeTemporaryDirectory("eval-adapter")
         defer { try? FileManager.default.removeItem(at: out) }
         let result = try run(["eval", "--model", tinyExpert.path, "--adapter", out.path, "--data", "gsm8k", "--out", out.path])
         #expect(result.status != 0)
-        #expect(result.stderr.contains("--adapter is not supported yet; merge first with lightreasoner merge"), "\(result.stderr)")
+        #expect(result.stderr.contains("no adapter_config.json there"), "\(result.stderr)")
+    }
+
+    /// `--adapter` evaluates exactly what `lightreasoner merge` writes, and leaves no merged copy behind.
+    @Test(.enabled(if: tinyExpertAvailable && FileManager.default.fileExists(atPath: Repo.reference("training/initial_adapter/adapter_config.json").path),
+                   "needs models/tiny-expert and Tests/Fixtures/reference/training/initial_adapter"))
+    func adapterEqualsMergedModel() throws {
+        let adapter = Repo.reference("training/initial_adapter")
+        let work = try makeTemporaryDirectory("eval-adapter-run")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let common = ["--data", "gsm8k", "--data-dir", Repo.path("Tests/Fixtures/eval").path, "--limit", "2",
+                      "--max-new-tokens", "8", "--threads", "1"]
+        let withAdapter = try run(["eval", "--model", tinyExpert.path, "--adapter", adapter.path,
+                                   "--out", work.appendingPathComponent("a").path] + common)
+        #expect(withAdapter.status == 0, "\(withAdapter.stderr)")
+        let merged = work.appendingPathComponent("merged")
+        let merge = try run(["merge", "--model", tinyExpert.path, "--adapter", adapter.path, "--out", merged.path])
+        #expect(merge.status == 0, "\(merge.stderr)")
+        let mergedRun = try run(["eval", "--model", merged.path, "--out", work.appendingPathComponent("b").path] + common)
+        #expect(mergedRun.status == 0, "\(mergedRun.stderr)")
+
+        let a = try EvalOutput.readItems(work.appendingPathComponent("a/gsm8k.jsonl"))
+        let b = try EvalOutput.readItems(work.appendingPathComponent("b/gsm8k.jsonl"))
+        #expect(a.count == 2 && a == b)
+        let summary = try EvalOutput.readSummary(work.appendingPathComponent("a"))
+        #expect(summary.adapter == adapter.path && summary.model == tinyExpert.path)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent("a").path)
+        #expect(leftovers.sorted() == ["gsm8k.jsonl", "summary.json"], "the merged copy is removed")
     }
 
     @Test func usageErrors() throws {
