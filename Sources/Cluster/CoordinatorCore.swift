@@ -21,6 +21,8 @@ public struct CoordinatorConfig: Sendable {
     /// A shard whose sampling failed (a node's `bye` with error while holding it) on this many nodes
     /// stops the run: the same error would take every node down in turn.
     public var maxShardFailures = 3
+    /// Lease nothing until this many nodes have joined (then any number may work).
+    public var minNodes = 1
 
     public init(runID: String, settings: SamplingSettings, expert: ModelFingerprint, amateur: ModelFingerprint, shardSize: Int) {
         self.runID = runID
@@ -103,6 +105,7 @@ public final class CoordinatorCore {
     public var nodeStatistics: [String: NodeStatistics] = [:]
     private var completeAnnounced = false
     private var shardFailures: [Int: [String]] = [:]
+    private var joinedNames = Set<String>()
 
     public init(config: CoordinatorConfig, questions: [Question], committedIDs: Set<String>) throws {
         precondition(config.shardSize > 0)
@@ -254,6 +257,7 @@ public final class CoordinatorCore {
             refuse(peer, "node \(name) refused: " + problems.joined(separator: "; ") + "; hint: every node must use the same model directories and lightreasoner build as the coordinator", fatal: true, into: &effects)
             return
         }
+        joinedNames.insert(name)
         if sessions[peer] == nil {
             stats.sessions += 1
             effects.append(.log("node \(name) joined (\(hello.host), pid \(hello.pid))"))
@@ -401,6 +405,10 @@ public final class CoordinatorCore {
     private func grant(to peer: PeerID, now: Double, into effects: inout [CoordinatorEffect]) {
         if isComplete {
             sendDone(peer, into: &effects)
+            return
+        }
+        guard joinedNames.count >= config.minNodes else {
+            effects.append(.send(to: peer, outgoing(.wait(.init(retryMilliseconds: max(50, Int(config.heartbeatSeconds * 1000)))))))
             return
         }
         while !pendingQueue.isEmpty {

@@ -23,6 +23,7 @@ public struct CoordinatorParameters: Sendable {
     public var nodeTimeoutSeconds = 30.0
     public var leaseSeconds = 1800.0
     public var maxShardFailures = 3
+    public var minNodes = 1
     public var chunkBytes = WireProtocol.defaultChunkBytes
     public var progressSeconds = 10.0
     /// After the run completes, keep answering `done` this long (or until every node was told).
@@ -69,6 +70,7 @@ public enum CoordinatorServer {
         config.nodeTimeoutSeconds = parameters.nodeTimeoutSeconds
         config.leaseSeconds = parameters.leaseSeconds
         config.maxShardFailures = parameters.maxShardFailures
+        config.minNodes = parameters.minNodes
         config.chunkBytes = parameters.chunkBytes
         let core = try CoordinatorCore(config: config, questions: questions, committedIDs: store.journal.finished)
         core.nodeStatistics = store.loadNodeStatistics()

@@ -47,6 +47,18 @@ public final class MPICommunicator {
         try values.withUnsafeMutableBufferPointer { try allreduceSum($0) }
     }
 
+    /// In-place sum of doubles over all ranks.
+    public func allreduceSum(_ values: inout [Double]) throws {
+        guard !values.isEmpty else { return }
+        let status = values.withUnsafeMutableBufferPointer { lr_mpi_in_place_allreduce_double($0.baseAddress!, Int32($0.count), comm) }
+        guard status == lr_mpi_success() else { throw MPIError(operation: "MPI_Allreduce(double)", code: status) }
+    }
+
+    /// Rank `root`'s string on every rank.
+    public func broadcast(_ text: String, root: Int = 0) throws -> String {
+        String(decoding: try broadcast(Array(text.utf8), root: root), as: UTF8.self)
+    }
+
     /// Maximum of one Int64 over all ranks (used for agreement checks).
     public func allreduceMax(_ value: Int64) throws -> Int64 {
         var input = value, output: Int64 = 0

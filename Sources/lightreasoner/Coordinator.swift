@@ -64,6 +64,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Seconds a lease may go without a committed question before it is requeued (cover one batch on the slowest node).")
     var leaseSeconds = 1800.0
 
+    @Option(help: "Lease no work until this many nodes have joined (then any number may work).")
+    var minNodes = 1
+
     @Option(help: "Stop the run when sampling one shard failed on this many nodes (a node reporting an error, not a node that vanished).")
     var maxShardFailures = 3
 
@@ -84,6 +87,7 @@ struct CoordinatorCommand: ParsableCommand {
         if heartbeatMs < 10 { throw ValidationError("--heartbeat-ms must be at least 10") }
         if nodeTimeout * 1000 < Double(2 * heartbeatMs) { throw ValidationError("--node-timeout must cover at least two heartbeats") }
         if leaseSeconds <= 0 { throw ValidationError("--lease-seconds must be positive") }
+        if minNodes < 1 { throw ValidationError("--min-nodes must be at least 1") }
         if maxShardFailures < 1 { throw ValidationError("--max-shard-failures must be at least 1") }
         if chunkBytes < 1024 || chunkBytes > WireProtocol.maxChunkBytes {
             throw ValidationError("--chunk-bytes must be in 1024...\(WireProtocol.maxChunkBytes)")
@@ -106,6 +110,7 @@ struct CoordinatorCommand: ParsableCommand {
         parameters.nodeTimeoutSeconds = nodeTimeout
         parameters.leaseSeconds = leaseSeconds
         parameters.maxShardFailures = maxShardFailures
+        parameters.minNodes = minNodes
         parameters.chunkBytes = chunkBytes
         parameters.progressSeconds = progressSeconds
         parameters.lingerSeconds = max(2, 3 * parameters.heartbeatSeconds)

@@ -198,6 +198,18 @@ import Contrast
         #expect(c.nodeStatistics["n1"]?.duplicatesDropped == 1)
     }
 
+    @Test func minNodesHoldsWorkBack() throws {
+        var config = InProcessCluster.config(shardSize: 2)
+        config.minNodes = 2
+        let c = try CoordinatorCore(config: config, questions: InProcessCluster.questions(4), committedIDs: [])
+        let request = MessageCodec.encode(Message(runID: "run-test", body: .request(.init(settingsSHA256: c.settingsSHA256))))
+        let a: PeerID = Array("a".utf8), b: PeerID = Array("b".utf8)
+        _ = c.handle(from: a, frames: hello("a"), now: 0)
+        guard case .wait? = replies(c.handle(from: a, frames: request, now: 0)).first else { Issue.record("a should wait"); return }
+        _ = c.handle(from: b, frames: hello("b"), now: 0)
+        guard case .lease? = replies(c.handle(from: a, frames: request, now: 1)).first else { Issue.record("a should get work now"); return }
+    }
+
     @Test func waitWhenEverythingIsLeasedAndDoneAtTheEnd() throws {
         let c = try core(questions: 2, shardSize: 2)
         let a: PeerID = Array("a".utf8), b: PeerID = Array("b".utf8)
