@@ -16,3 +16,7 @@ int lr_mpi_success(void) { return MPI_SUCCESS; }
 int lr_mpi_in_place_allreduce_float(float *buffer, int count, MPI_Comm comm) {
     return MPI_Allreduce(MPI_IN_PLACE, buffer, count, MPI_FLOAT, MPI_SUM, comm);
 }
+
+int lr_mpi_in_place_allreduce_double(double *buffer, int count, MPI_Comm comm) {
+    return MPI_Allreduce(MPI_IN_PLACE, buffer, count, MPI_DOUBLE, MPI_SUM, comm);
+}

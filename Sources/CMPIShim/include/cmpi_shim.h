@@ -15,4 +15,5 @@ MPI_Op lr_mpi_max(void);
 MPI_Op lr_mpi_min(void);
 int lr_mpi_success(void);
 int lr_mpi_in_place_allreduce_float(float *buffer, int count, MPI_Comm comm);
+int lr_mpi_in_place_allreduce_double(double *buffer, int count, MPI_Comm comm);
 #endif
