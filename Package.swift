@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "SamplingTests", dependencies: ["Contrast", "Models", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "SafeTensors", "Tensors", "Contrast"]),
         .testTarget(name: "MergeTests", dependencies: ["Training", "Models", "SafeTensors", "TestSupport"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
     ]
 )

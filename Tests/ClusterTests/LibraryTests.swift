@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Cluster
+import TestSupport
 
 @Suite(.serialized) struct ZeroMQTests {
     @Test func requestReplyOverLoopbackOnEphemeralPort() throws {
@@ -56,7 +57,7 @@ import Cluster
         let mpirun = try #require(which("mpirun"), "mpirun not on PATH; install openmpi-bin")
         let selftest = BuiltProducts.path("lr-mpi-selftest")
         #expect(FileManager.default.isExecutableFile(atPath: selftest), "missing \(selftest); build all products first")
-        let result = try runProcess(mpirun, ["-np", "2", "--oversubscribe", selftest],
+        let result = try runChild(mpirun, ["-np", "2", "--oversubscribe", selftest],
                                     environment: ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"])
         #expect(result.status == 0, "mpirun failed: \(result.stderr)")
         // Σ over ranks of (rank+1) = 3 for two ranks.
