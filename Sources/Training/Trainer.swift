@@ -74,6 +74,40 @@ public enum TrainingError: Error, CustomStringConvertible {
     }
 }
 
+/// What a multi-process run needs from its communicator (MPI in the CLI). A trainer without one is the
+/// single-process trainer and never calls any of these.
+public protocol TrainingCommunicator: AnyObject {
+    var rank: Int { get }
+    var size: Int { get }
+    /// In-place sum over all ranks (the LoRA gradients: one call per optimizer step).
+    func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    /// In-place sum over all ranks (loss sum, token count, flags).
+    func allreduceSum(_ values: inout [Double]) throws
+    /// Maximum over all ranks (agreement checks).
+    func allreduceMax(_ value: Int64) throws -> Int64
+    func barrier() throws
+}
+
+/// A rank's part of a checkpoint (rank-<r>.json). The data order is a function of (seed, epoch) and the
+/// dropout masks of (seed, global sample index, layer, module), so a rank's whole RNG state is the seed
+/// and its data cursor.
+public struct RankState: Codable, Sendable, Equatable {
+    public var rank: Int
+    public var worldSize: Int
+    public var globalStep: Int
+    public var seed: UInt64
+    /// Global sample index (stream position) of the next step's first sample (over all ranks).
+    public var nextStream: Int
+    /// The global sample indices this rank takes in the next step.
+    public var nextStreams: [Int]
+    public var samplesPerStep: Int
+
+    enum CodingKeys: String, CodingKey {
+        case rank, worldSize = "world_size", globalStep = "global_step", seed, nextStream = "next_stream"
+        case nextStreams = "next_streams", samplesPerStep = "samples_per_step"
+    }
+}
+
 /// How `run` ended.
 public enum TrainingOutcome: Sendable, Equatable {
     case finished(steps: Int)
@@ -91,13 +125,32 @@ public final class Trainer {
     public let baseModel: String
     /// Optimizer steps completed.
     public private(set) var step = 0
+    /// Other processes of a data-parallel run (nil: this process alone).
+    public let communicator: TrainingCommunicator?
+    public var rank: Int { communicator?.rank ?? 0 }
+    public var worldSize: Int { communicator?.size ?? 1 }
+    /// Rank 0 writes the adapter, metrics and checkpoint contents; every rank writes its rank-<r>.json.
+    public var isWriter: Bool { rank == 0 }
+    /// Keep only the last N complete checkpoint-<step> directories (0: all).
+    public var keepCheckpoints = 0
+    /// Test hook: exit abruptly (no checkpoint, no cleanup) after this step on `crashRank` (nil: every rank).
+    public var crashAfterStep: Int? = ProcessInfo.processInfo.environment["LIGHTREASONER_TRAIN_CRASH_AFTER_STEP"].flatMap { Int($0) }
+    public var crashRank: Int? = ProcessInfo.processInfo.environment["LIGHTREASONER_TRAIN_CRASH_RANK"].flatMap { Int($0) }
+    /// Samples of one optimizer step over all ranks: the global batch.
+    public var globalSamplesPerStep: Int { options.samplesPerStep * worldSize }
+    /// The stream position of step `streamBaseStep`'s first sample (moved by a resume).
+    private var streamBase = 0
+    private var streamBaseStep = 0
+    /// Set by a distributed step: some rank asked to stop (agreed over all ranks).
+    private var stopAgreed = false
     public var schedule: LinearSchedule { LinearSchedule(totalSteps: options.steps, warmupSteps: options.warmupSteps) }
     let plan: ActivationPlan
     private var permutation: (epoch: Int, order: [Int])?
     private var stepSeconds: [Double] = []
 
     public init(model: TrainingModel, train: [TrainingExample], validation: [TrainingExample] = [],
-                options: TrainingOptions, outputDirectory: URL?, baseModel: String) throws {
+                options: TrainingOptions, outputDirectory: URL?, baseModel: String,
+                communicator: TrainingCommunicator? = nil) throws {
         guard !train.isEmpty else { throw TrainingError.noExamples("no training samples left (all skipped or held out)") }
         self.model = model
         self.train = train
@@ -105,6 +158,7 @@ public final class Trainer {
         self.options = options
         self.outputDirectory = outputDirectory
         self.baseModel = baseModel
+        self.communicator = communicator
         model.dropoutSeed = options.seed
         let longest = (train + validation).map(\.tokens.count).max() ?? 1
         plan = model.makePlan(tokens: longest + (options.compatPadPosition ? 1 : 0), targets: 1)
@@ -129,17 +183,28 @@ public final class Trainer {
         return permutation!.order[g % n]
     }
 
-    /// The sequences of optimizer step `k` (0-based), each with gradient scale 1/N (N samples per step;
-    /// 1/batch with `compatAccumulationScale`).
+    /// Stream position of optimizer step `k`'s first sample (over all ranks).
+    public func firstStream(ofStep k: Int) -> Int { streamBase + (k - streamBaseStep) * globalSamplesPerStep }
+
+    /// The global sample indices this rank takes in step `k`: rank r takes the contiguous block
+    /// [r·B·A, (r+1)·B·A) of the step's N·B·A samples, i.e. micro-batches r·A ..< (r+1)·A of the one-rank
+    /// run with accumulation N·A.
+    public func streams(forStep k: Int) -> [Int] {
+        let n = options.samplesPerStep, first = firstStream(ofStep: k) + rank * n
+        return (0..<n).map { first + $0 }
+    }
+
+    /// This rank's sequences of optimizer step `k` (0-based), each with gradient scale 1/G (G samples per
+    /// step over all ranks; 1/batch with `compatAccumulationScale`).
     public func sequences(forStep k: Int) -> [TrainingSequence] {
         let n = options.samplesPerStep
-        let streams = (0..<n).map { k * n + $0 }
+        let streams = streams(forStep: k)
         let examples = streams.map { train[exampleIndex(stream: $0)] }
         var result: [TrainingSequence] = []
         for micro in 0..<options.accumulation {
             let range = (micro * options.batchSize)..<((micro + 1) * options.batchSize)
             let longest = range.map { examples[$0].tokens.count }.max() ?? 0
-            let scale = options.compatAccumulationScale ? 1 / Float(options.batchSize) : 1 / Float(n)
+            let scale = options.compatAccumulationScale ? 1 / Float(options.batchSize) : 1 / Float(n * worldSize)
             for i in range {
                 result.append(sequence(examples[i], stream: streams[i], scale: scale,
                                        paddedLength: options.compatPadPosition ? longest : nil))
@@ -174,17 +239,36 @@ public final class Trainer {
         adapter.zeroGradients()
         let sequences = sequences(forStep: step)
         var lossSum = 0.0, tokens = 0
+        var badRecords: [Int] = []
         for s in sequences {
-            if shouldStop() { adapter.zeroGradients(); return nil }
+            // A distributed step cannot be abandoned by one rank alone: the stop request is agreed below.
+            if communicator == nil, shouldStop() { adapter.zeroGradients(); return nil }
             let losses = try model.forward(s, plan: plan, training: true)
             let loss = losses[0]
             guard loss.isFinite else {
-                throw TrainingError.nonFinite(step: step + 1, what: "the loss", records: [train[exampleIndex(stream: Int(s.dropoutStream))].index],
+                let record = train[exampleIndex(stream: Int(s.dropoutStream))].index
+                if communicator != nil { badRecords.append(record); continue }
+                throw TrainingError.nonFinite(step: step + 1, what: "the loss", records: [record],
                                               checkpoint: try saveAfterFailure())
             }
             model.backward(s, plan: plan)
             lossSum += loss
             tokens += s.tokens.count
+        }
+        var samples = sequences.count
+        if let communicator {
+            // The one gradient exchange of the step, after the last micro-batch.
+            try communicator.allreduceSum(UnsafeMutableBufferPointer(start: adapter.gradients, count: adapter.parameterCount))
+            var scalars = [lossSum, Double(tokens), Double(badRecords.count), shouldStop() ? 1 : 0, Double(samples)]
+            try communicator.allreduceSum(&scalars)
+            lossSum = scalars[0]
+            tokens = Int(scalars[1])
+            stopAgreed = scalars[3] > 0
+            samples = Int(scalars[4])
+            if scalars[2] > 0 {
+                throw TrainingError.nonFinite(step: step + 1, what: "the loss of \(Int(scalars[2])) sample(s) (rank \(rank): \(badRecords.count))",
+                                              records: badRecords, checkpoint: try saveAfterFailure())
+            }
         }
         let norm = gradientNorm(adapter.gradients, count: adapter.parameterCount)
         guard norm.isFinite else {
@@ -202,10 +286,10 @@ public final class Trainer {
         stepSeconds.append(seconds)
         let recent = stepSeconds.suffix(20)
         let mean = recent.reduce(0, +) / Double(recent.count)
-        return StepMetrics(step: step, totalSteps: options.steps, loss: lossSum / Double(sequences.count), gradNorm: norm,
+        return StepMetrics(step: step, totalSteps: options.steps, loss: lossSum / Double(samples), gradNorm: norm,
                            clipCoefficient: coefficient, learningRate: lr, milliseconds: seconds * 1000,
-                           samples: sequences.count, tokens: tokens,
-                           samplesPerSecond: Double(sequences.count) / max(seconds, 1e-9),
+                           samples: samples, tokens: tokens,
+                           samplesPerSecond: Double(samples) / max(seconds, 1e-9),
                            etaSeconds: mean * Double(options.steps - step), validationLoss: nil)
     }
 
@@ -223,7 +307,8 @@ public final class Trainer {
     /// completed steps is written. Checkpoints every `saveEvery` steps; the final adapter always goes
     /// to the output directory itself.
     public func run(shouldStop: () -> Bool = { false }, report: (StepMetrics) -> Void = { _ in }) throws -> TrainingOutcome {
-        let metricsFile = try outputDirectory.map { try MetricsLog(directory: $0) }
+        let metricsFile = try outputDirectory.flatMap { isWriter ? try MetricsLog(directory: $0) : nil }
+        // Distributed: the stop request is agreed inside each step (every rank stops after the same one).
         while step < options.steps {
             guard var metrics = try trainStep(shouldStop: shouldStop) else {
                 let path = try saveCheckpoint(named: "checkpoint-\(step)")
@@ -233,37 +318,113 @@ public final class Trainer {
                 metrics.validationLoss = try validationLoss()
             }
             try metricsFile?.append(metrics)
-            report(metrics)
+            if isWriter { report(metrics) }
             if options.saveEvery > 0, step % options.saveEvery == 0 {
                 try saveCheckpoint(named: "checkpoint-\(step)")
             }
-            if shouldStop() {
+            if let crashAfterStep, step == crashAfterStep, crashRank == nil || crashRank == rank {
+                FileHandle.standardError.write(Data("LIGHTREASONER_TRAIN_CRASH_AFTER_STEP: rank \(rank) exits abruptly after step \(step)\n".utf8))
+                _exit(86)
+            }
+            if communicator == nil ? shouldStop() : stopAgreed {
                 let path = try saveCheckpoint(named: "checkpoint-\(step)")
                 return .interrupted(afterStep: step, checkpoint: path ?? "")
             }
         }
         if let outputDirectory {
-            try PEFTAdapter.save(model.adapter, to: outputDirectory, baseModel: baseModel)
-            try writeState(to: outputDirectory)
+            try checkRanksAgree()
+            if isWriter {
+                try PEFTAdapter.save(model.adapter, to: outputDirectory, baseModel: baseModel)
+                try writeState(to: outputDirectory)
+            }
+            try communicator?.barrier()
         }
         return .finished(steps: step)
     }
 
     // MARK: checkpoints
 
+    /// Marker written last into a checkpoint directory: its presence means every part is complete.
+    public static let doneMarker = "DONE"
+
     private func saveAfterFailure() throws -> String? {
         step > 0 ? try saveCheckpoint(named: "checkpoint-\(step)") : nil
     }
 
-    /// Adapter (PEFT), optimizer moments and trainer_state.json under outputDirectory/name.
+    /// The parameters must be bit-identical on every rank (same reduced gradient, same update).
+    func checkRanksAgree() throws {
+        guard let communicator else { return }
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        let adapter = model.adapter
+        for i in 0..<adapter.parameterCount {
+            hash = (hash ^ UInt64(adapter.parameters[i].bitPattern)) &* 0x100_0000_01B3
+        }
+        let mine = Int64(bitPattern: hash)
+        let high = try communicator.allreduceMax(mine), low = try communicator.allreduceMax(~mine)
+        guard high == mine, low == ~mine else {
+            throw TrainingError.badCheckpoint(path: outputDirectory?.path ?? "", reason: "rank \(rank)'s LoRA parameters differ from another rank's after step \(step) (the ranks diverged)")
+        }
+    }
+
+    /// A complete checkpoint under outputDirectory/name, written atomically: the parts go to
+    /// .name.partial (rank 0: adapter, optimizer moments, trainer_state.json; every rank its
+    /// rank-<r>.json), DONE is written last, then the directory is renamed into place and checkpoints
+    /// beyond `keepCheckpoints` are removed. Collective in a distributed run.
     @discardableResult
     public func saveCheckpoint(named name: String) throws -> String? {
         guard let outputDirectory else { return nil }
+        let fileManager = FileManager.default
         let directory = outputDirectory.appendingPathComponent(name)
-        try saveCheckpoint(to: directory)
+        let partial = outputDirectory.appendingPathComponent(".\(name).partial")
+        try checkRanksAgree()
+        if isWriter {
+            if fileManager.fileExists(atPath: partial.path) { try fileManager.removeItem(at: partial) }
+            try fileManager.createDirectory(at: partial, withIntermediateDirectories: true)
+        }
+        try communicator?.barrier()
+        try writeRankState(to: partial)
+        if isWriter { try saveCheckpoint(to: partial) }
+        try communicator?.barrier()
+        if isWriter {
+            try Data("step \(step)\n".utf8).write(to: partial.appendingPathComponent(Self.doneMarker), options: .atomic)
+            if fileManager.fileExists(atPath: directory.path) { try fileManager.removeItem(at: directory) }
+            try fileManager.moveItem(at: partial, to: directory)
+            try pruneCheckpoints()
+        }
+        try communicator?.barrier()
         return directory.path
     }
 
+    /// Removes complete checkpoint-<step> directories beyond the newest `keepCheckpoints`.
+    func pruneCheckpoints() throws {
+        guard keepCheckpoints > 0, let outputDirectory else { return }
+        let fileManager = FileManager.default
+        let names = (try? fileManager.contentsOfDirectory(atPath: outputDirectory.path)) ?? []
+        let complete = names.compactMap { name -> (Int, String)? in
+            guard name.hasPrefix("checkpoint-"), let n = Int(name.dropFirst("checkpoint-".count)),
+                  fileManager.fileExists(atPath: outputDirectory.appendingPathComponent(name).appendingPathComponent(Self.doneMarker).path)
+            else { return nil }
+            return (n, name)
+        }.sorted { $0.0 < $1.0 }
+        for (_, name) in complete.dropLast(keepCheckpoints) {
+            try fileManager.removeItem(at: outputDirectory.appendingPathComponent(name))
+        }
+    }
+
+    /// This rank's cursor for the next step.
+    public var rankState: RankState {
+        RankState(rank: rank, worldSize: worldSize, globalStep: step, seed: options.seed, nextStream: firstStream(ofStep: step),
+                  nextStreams: streams(forStep: step), samplesPerStep: globalSamplesPerStep)
+    }
+
+    private func writeRankState(to directory: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(rankState).write(to: directory.appendingPathComponent("rank-\(rank).json"), options: .atomic)
+    }
+
+    /// Rank 0's contents of a checkpoint (adapter, moments, trainer_state.json) written into `directory`
+    /// as they are (not atomic; `saveCheckpoint(named:)` is).
     public func saveCheckpoint(to directory: URL) throws {
         let adapter = model.adapter
         try PEFTAdapter.save(adapter, to: directory, baseModel: baseModel)
@@ -277,19 +438,45 @@ public final class Trainer {
     private func writeState(to directory: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let state = TrainerState(globalStep: step, options: options, lora: model.adapter.config, baseModel: baseModel,
+        var state = TrainerState(globalStep: step, options: options, lora: model.adapter.config, baseModel: baseModel,
                                  trainSamples: train.count, validationSamples: validation.count)
+        state.worldSize = worldSize
+        state.nextStream = firstStream(ofStep: step)
         try encoder.encode(state).write(to: directory.appendingPathComponent("trainer_state.json"), options: .atomic)
     }
 
-    /// Continues from a checkpoint directory: adapter weights, AdamW moments and the step counter (the
-    /// data order is a function of seed and step, so it continues exactly).
+    /// Continues from a checkpoint directory: adapter weights, AdamW moments, the step counter and the
+    /// data cursor (the data order and dropout masks are functions of the seed and the global sample
+    /// index, so it continues exactly). A checkpoint written by another number of ranks is refused
+    /// unless `reshard`: then the global batch becomes this run's ranks × batch × accumulation from
+    /// the checkpoint's cursor on (keep ranks × accumulation constant to keep the optimisation the same).
     @discardableResult
-    public func resume(from directory: URL) throws -> TrainerState {
+    public func resume(from directory: URL, reshard: Bool = false) throws -> TrainerState {
         let path = directory.path
+        let fileManager = FileManager.default
+        guard fileManager.fileExists(atPath: directory.appendingPathComponent(Self.doneMarker).path) else {
+            throw TrainingError.badCheckpoint(path: path, reason: "no \(Self.doneMarker) marker: the checkpoint is incomplete (written when the run stopped?); hint: resume from an earlier checkpoint-<step>")
+        }
         let state = try Self.readState(directory)
         guard state.lora == model.adapter.config else {
             throw TrainingError.badCheckpoint(path: path, reason: "its LoRA settings \(state.lora) differ from this run's \(model.adapter.config)")
+        }
+        let written = state.worldSize ?? 1
+        if written != worldSize, !reshard {
+            throw TrainingError.badCheckpoint(path: path, reason: "it was written by \(written) rank(s) and this run has \(worldSize); hint: run with -np \(written), or pass --reshard to continue with \(worldSize) rank(s) (the global batch becomes \(worldSize) × batch × accumulation = \(globalSamplesPerStep) samples per step; the data cursor, adapter and AdamW moments carry over)")
+        }
+        if written == worldSize {
+            let url = directory.appendingPathComponent("rank-\(rank).json")
+            guard let data = fileManager.contents(atPath: url.path) else {
+                throw TrainingError.badCheckpoint(path: path, reason: "no rank-\(rank).json (this rank's data cursor)")
+            }
+            let mine: RankState
+            do { mine = try JSONDecoder().decode(RankState.self, from: data) } catch {
+                throw TrainingError.badCheckpoint(path: path, reason: "rank-\(rank).json: \(error)")
+            }
+            guard mine.globalStep == state.globalStep, mine.worldSize == written, mine.rank == rank else {
+                throw TrainingError.badCheckpoint(path: path, reason: "rank-\(rank).json (step \(mine.globalStep), rank \(mine.rank) of \(mine.worldSize)) does not match trainer_state.json (step \(state.globalStep), \(written) ranks)")
+            }
         }
         let adapter = model.adapter
         try PEFTAdapter.loadWeights(into: adapter.parameters, adapter: adapter,
@@ -297,6 +484,8 @@ public final class Trainer {
         let optimizerFile = directory.appendingPathComponent("optimizer.safetensors")
         try PEFTAdapter.loadMoments(into: adapter, file: optimizerFile)
         step = state.globalStep
+        streamBaseStep = state.globalStep
+        streamBase = state.nextStream ?? state.globalStep * state.options.samplesPerStep * written
         return state
     }
 }
@@ -339,10 +528,26 @@ public struct TrainerState: Codable, Sendable {
     public var baseModel: String
     public var trainSamples: Int
     public var validationSamples: Int
+    /// Ranks of the run that wrote it (absent: 1).
+    public var worldSize: Int?
+    /// Global sample index of the next step's first sample.
+    public var nextStream: Int?
+
+    public init(globalStep: Int, options: TrainingOptions, lora: LoRAConfig, baseModel: String, trainSamples: Int,
+                validationSamples: Int, worldSize: Int? = nil, nextStream: Int? = nil) {
+        self.globalStep = globalStep
+        self.options = options
+        self.lora = lora
+        self.baseModel = baseModel
+        self.trainSamples = trainSamples
+        self.validationSamples = validationSamples
+        self.worldSize = worldSize
+        self.nextStream = nextStream
+    }
 
     enum CodingKeys: String, CodingKey {
         case globalStep = "global_step", options, lora, baseModel = "base_model", trainSamples = "train_samples"
-        case validationSamples = "validation_samples"
+        case validationSamples = "validation_samples", worldSize = "world_size", nextStream = "next_stream"
     }
 }
 

@@ -1,7 +1,9 @@
 import ArgumentParser
+import Cluster
 import Contrast
 import Foundation
 import Models
+import Tensors
 import Tokenizer
 import Training
 
@@ -21,7 +23,16 @@ struct Train: ParsableCommand {
           train_config.json: the settings and the dataset summary
 
         SIGTERM or Ctrl-C writes checkpoint-<step> of the completed steps and exits 0; continue with \
-        --resume <that directory>.
+        --resume <that directory>. A checkpoint is written to .checkpoint-<step>.partial and renamed into \
+        place after its DONE marker; --keep-checkpoints N keeps the newest N.
+
+        Data parallel: `mpirun -np N lightreasoner train …` (detected from OMPI_COMM_WORLD_SIZE, or --mpi). \
+        Each optimizer step takes N × batch × accumulation samples; rank r trains on its contiguous block of \
+        them, the LoRA gradients are summed once per step and normalised by the global sample count, so N \
+        ranks with --accumulation A equal one process with --accumulation N·A (up to summation order). \
+        Rank 0 logs and writes the outputs; every rank writes its rank-<r>.json into checkpoints, so --out \
+        must be on a file system every rank sees. Without --threads or OPENBLAS_NUM_THREADS each rank uses \
+        cores / ranks-on-its-node BLAS threads.
         """)
 
     @Option(help: "Expert model directory (its tokenizer renders the prompts).")
@@ -114,6 +125,15 @@ struct Train: ParsableCommand {
     @Option(help: "Print a progress line every N steps.")
     var logEvery = 1
 
+    @Option(help: "Keep only the newest N checkpoint-<step> directories (0: all).")
+    var keepCheckpoints = 0
+
+    @Flag(help: "Data-parallel over MPI ranks (implied when launched by Open MPI's mpirun, OMPI_COMM_WORLD_SIZE set).")
+    var mpi = false
+
+    @Flag(help: "With --resume: accept a checkpoint written by another number of ranks (the global batch becomes this run's ranks × batch × accumulation from the checkpoint's data cursor on).")
+    var reshard = false
+
     @OptionGroup var load: ModelLoadOptions
 
     func validate() throws {
@@ -124,6 +144,8 @@ struct Train: ParsableCommand {
         if maxLength < 2 { throw ValidationError("--max-length must be at least 2") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
         if !(0..<1).contains(validationFraction) { throw ValidationError("--validation-fraction must be in [0, 1)") }
+        if keepCheckpoints < 0 { throw ValidationError("--keep-checkpoints must be at least 0") }
+        if reshard, resume == nil { throw ValidationError("--reshard needs --resume") }
         if initAdapter != nil, resume != nil { throw ValidationError("--init-adapter and --resume exclude each other (a checkpoint holds its adapter)") }
         _ = try parsedTargets()
     }
@@ -140,7 +162,42 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard mpi || environment["OMPI_COMM_WORLD_SIZE"] != nil else {
+            try train(communicator: nil)
+            return
+        }
+        let link: MPITrainingLink
+        do { link = MPITrainingLink(try MPICommunicator()) } catch {
+            printError("error: \(error)")
+            throw ExitCode.failure
+        }
+        do {
+            try train(communicator: link)
+        } catch let error as RanksDisagree {
+            // Every rank reached this point together: report and end cleanly.
+            printError("error (rank \(link.rank) of \(link.size)): \(error)")
+            link.mpi.finalize()
+            throw ExitCode.failure
+        } catch {
+            printError("error (rank \(link.rank) of \(link.size)): \(error)")
+            if link.size > 1 { link.mpi.abort(code: 1) }
+            link.mpi.finalize()
+            throw ExitCode.failure
+        }
+        link.mpi.finalize()
+    }
+
+    func train(communicator: MPITrainingLink?) throws {
+        let myRank = communicator?.rank ?? 0, ranks = communicator?.size ?? 1
+        let printError: (String) -> Void = { line in if myRank == 0 { stderrLine(line) } }
         load.applyThreads()
+        let environment = ProcessInfo.processInfo.environment
+        if communicator != nil, load.threads == nil, environment["OPENBLAS_NUM_THREADS"] == nil {
+            // Ranks × threads ≤ cores on each node.
+            let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? ranks
+            Tensors.BLAS.threads = max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, local))
+        }
         let modelURL = userURL(model)
         let decoder = try Decoder(directory: modelURL, strict: load.strict)
         decoder.checkpoint.warnings.forEach { printError("warning: \($0)") }
@@ -219,18 +276,26 @@ struct Train: ParsableCommand {
 
         let outURL = userURL(out)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+        if let communicator, ranks > 1 {
+            try checkAgreement(communicator, modelURL: modelURL, options: options, lora: adapter.config,
+                               examples: train + validation, adapter: adapter)
+        }
         let trainer = try Trainer(model: trainingModel, train: train, validation: validation, options: options,
-                                  outputDirectory: outURL, baseModel: model)
+                                  outputDirectory: outURL, baseModel: model, communicator: communicator)
+        trainer.keepCheckpoints = keepCheckpoints
+        if communicator != nil {
+            printError("data parallel: \(ranks) rank(s) × \(Tensors.BLAS.threads) BLAS thread(s); \(trainer.globalSamplesPerStep) samples per step (\(options.samplesPerStep) per rank)")
+        }
         if let resume {
-            let state = try trainer.resume(from: userURL(resume))
+            let state = try trainer.resume(from: userURL(resume), reshard: reshard)
             printError("resumed from \(resume) at step \(trainer.step)")
             if state.options != options {
                 printError("warning: the checkpoint was trained with other options (\(describeDifferences(state.options, options))); the data order and schedule follow this run's")
             }
         }
-        try writeRunConfig(options: options, lora: adapter.config, data: dataOptions, report: report, to: outURL)
+        if myRank == 0 { try writeRunConfig(options: options, lora: adapter.config, data: dataOptions, report: report, to: outURL) }
         printError("training: \(adapter.parameterCount) LoRA parameters (r \(adapter.config.rank), alpha \(adapter.config.alpha), dropout \(adapter.config.dropout), \(adapter.config.targets.map(\.rawValue).joined(separator: ","))), "
-            + "\(steps) steps × \(options.samplesPerStep) samples, lr \(lr) → \(outURL.path)")
+            + "\(steps) steps × \(options.samplesPerStep * ranks) samples, lr \(lr) → \(outURL.path)")
 
         let termination = TerminationFlag()
         let outcome = try trainer.run(shouldStop: { termination.isRaised }) { m in
@@ -246,6 +311,37 @@ struct Train: ParsableCommand {
             printError("done: \(done) steps; adapter in \(outURL.path)")
         case let .interrupted(after, checkpoint):
             printError("stopped by signal \(termination.received ?? 0) after step \(after); checkpoint in \(checkpoint); continue with --resume \(checkpoint)")
+        }
+    }
+
+    /// Every rank must train the same thing: rank 0's options, LoRA settings, base-weight fingerprint
+    /// (config, tokenizer and safetensors headers), data and initial adapter are broadcast and compared.
+    func checkAgreement(_ link: MPITrainingLink, modelURL: URL, options: TrainingOptions, lora: LoRAConfig,
+                        examples: [TrainingExample], adapter: LoRAAdapter) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var data = SHA256()
+        for e in examples { data.update("\(e.index)|\(e.questionID)|\(e.tokens)|\(e.label)\n") }
+        var weights = SHA256()
+        weights.update(UnsafeRawBufferPointer(start: adapter.parameters, count: adapter.parameterCount * MemoryLayout<Float>.size))
+        let parts: [(String, String)] = [
+            ("options", String(decoding: try encoder.encode(options), as: UTF8.self)),
+            ("lora", String(decoding: try encoder.encode(lora), as: UTF8.self)),
+            ("base model", try ModelFingerprint.of(directory: modelURL).digest),
+            ("training data", "\(examples.count) examples, sha256 \(data.hexDigest())"),
+            ("initial adapter", "sha256 \(weights.hexDigest())"),
+            ("resume", resume ?? "none"),
+        ]
+        let mine = parts.map { "\($0.0)=\($0.1)" }.joined(separator: "\n")
+        let root = try link.mpi.broadcast(mine)
+        let rootParts = root.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let differing = zip(parts, rootParts).filter { "\($0.0.0)=\($0.0.1)" != $0.1 }.map(\.0.0)
+        let anyDiffer = try link.allreduceMax(differing.isEmpty && rootParts.count == parts.count ? 0 : 1)
+        if !differing.isEmpty {
+            throw RanksDisagree(message: "this rank's \(differing.joined(separator: ", ")) differ(s) from rank 0's; every rank must run the same command on the same model and data files")
+        }
+        if anyDiffer > 0 {
+            throw RanksDisagree(message: "another rank's settings, model or data differ from rank 0's (see its error)")
         }
     }
 
@@ -291,3 +387,24 @@ func describeDifferences(_ a: TrainingOptions, _ b: TrainingOptions) -> String {
 
 extension Truncation: ExpressibleByArgument {}
 extension PrefixSource: ExpressibleByArgument {}
+
+/// Training's view of MPI_COMM_WORLD.
+final class MPITrainingLink: TrainingCommunicator {
+    let mpi: MPICommunicator
+    init(_ mpi: MPICommunicator) { self.mpi = mpi }
+    var rank: Int { mpi.rank }
+    var size: Int { mpi.size }
+    func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try mpi.allreduceSum(buffer) }
+    func allreduceSum(_ values: inout [Double]) throws { try mpi.allreduceSum(&values) }
+    func allreduceMax(_ value: Int64) throws -> Int64 { try mpi.allreduceMax(value) }
+    func barrier() throws { try mpi.barrier() }
+}
+
+/// Ranks found to disagree at a collective point (every rank ends cleanly, no MPI_Abort).
+struct RanksDisagree: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// printError, reachable where a local `printError` (rank 0 only) shadows it.
+private func stderrLine(_ text: String) { printError(text) }
