@@ -297,6 +297,10 @@ struct Train: ParsableCommand {
         printError("training: \(adapter.parameterCount) LoRA parameters (r \(adapter.config.rank), alpha \(adapter.config.alpha), dropout \(adapter.config.dropout), \(adapter.config.targets.map(\.rawValue).joined(separator: ","))), "
             + "\(steps) steps × \(options.samplesPerStep * ranks) samples, lr \(lr) → \(outURL.path)")
 
+        // The held-out loss before any update, so a run shows where it started.
+        if trainer.step == 0, let initial = try trainer.validationLoss(), myRank == 0 {
+            printError(String(format: "validation loss before training: %.4f", initial))
+        }
         let termination = TerminationFlag()
         let outcome = try trainer.run(shouldStop: { termination.isRaised }) { m in
             guard m.step % max(1, logEvery) == 0 || m.step == m.totalSteps || m.validationLoss != nil else { return }
