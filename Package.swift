@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C libraries, found through pkg-config.
@@ -32,9 +33,11 @@ let package = Package(
         .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast"]),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim", "Contrast", "Models", "Tokenizer"]),
         .target(name: "Evaluation", dependencies: ["Models", "Tokenizer"]),
+        // YAML run configs for `lightreasoner run` (configs/*.yaml).
+        .target(name: "RunConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
 
         .executableTarget(name: "lightreasoner", dependencies: [
-            "Tensors", "SafeTensors", "Tokenizer", "Models", "Contrast", "Training", "Cluster", "Evaluation",
+            "Tensors", "SafeTensors", "Tokenizer", "Models", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -54,5 +57,6 @@ let package = Package(
         .testTarget(name: "MergeTests", dependencies: ["Training", "Models", "SafeTensors", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
+        .testTarget(name: "RunTests", dependencies: ["RunConfig", "TestSupport"]),
     ]
 )

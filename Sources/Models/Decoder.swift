@@ -137,8 +137,9 @@ public enum WeightResidency: String, Sendable, CaseIterable {
 
 /// A Qwen2 / Llama decoder for inference: f32 compute over weights kept as stored.
 public final class Decoder: @unchecked Sendable {
-    public let checkpoint: Checkpoint
-    public var config: ModelConfig { checkpoint.config }
+    /// The file-backed source; nil only for a decoder built from in-memory weights (`init(config:…)`).
+    public let checkpoint: Checkpoint!
+    public let config: ModelConfig
     public let embedding: WeightMatrix     // (V, C)
     public let lmHead: WeightMatrix        // (V, C), the embedding when tied
     public let finalNorm: [Float]          // (C)
@@ -153,6 +154,7 @@ public final class Decoder: @unchecked Sendable {
     public init(checkpoint: Checkpoint, residency: WeightResidency = .auto) throws {
         self.checkpoint = checkpoint
         let c = checkpoint.config
+        config = c
         let residency = residency.resolved(for: checkpoint)
         self.residency = residency
         let widen = residency == .f32
@@ -176,6 +178,24 @@ public final class Decoder: @unchecked Sendable {
                 down: try checkpoint.matrix(p + "mlp.down_proj.weight", widen: widen))
         }
         rope = RopeTable(headDim: c.headDim, theta: c.ropeTheta, positions: c.maxPositionEmbeddings)
+    }
+
+    /// Keeps in-memory weights alive (nil for a checkpoint-backed decoder).
+    private var weightOwner: AnyObject? = nil
+
+    /// Weights already in memory (benchmarks, tests): nothing is read from a file and `checkpoint` is nil.
+    /// `owner` keeps the storage behind the matrices alive for the decoder's lifetime.
+    public init(config c: ModelConfig, embedding: WeightMatrix, lmHead: WeightMatrix, finalNorm: [Float],
+                layers: [LayerWeights], residency: WeightResidency, owner: AnyObject?) {
+        checkpoint = nil
+        config = c
+        self.residency = residency
+        self.embedding = embedding
+        self.lmHead = lmHead
+        self.finalNorm = finalNorm
+        self.layers = layers
+        rope = RopeTable(headDim: c.headDim, theta: c.ropeTheta, positions: c.maxPositionEmbeddings)
+        weightOwner = owner
     }
 
     public convenience init(directory: URL, strict: Bool = false, residency: WeightResidency = .auto) throws {

@@ -133,6 +133,8 @@ public final class Trainer {
     public var isWriter: Bool { rank == 0 }
     /// Keep only the last N complete checkpoint-<step> directories (0: all).
     public var keepCheckpoints = 0
+    /// Opt-in: a step's samples that share a trajectory run as one sequence with several targets (Packing.swift).
+    public var packing = false
     /// Test hook: exit abruptly (no checkpoint, no cleanup) after this step on `crashRank` (nil: every rank).
     public var crashAfterStep: Int? = ProcessInfo.processInfo.environment["LIGHTREASONER_TRAIN_CRASH_AFTER_STEP"].flatMap { Int($0) }
     public var crashRank: Int? = ProcessInfo.processInfo.environment["LIGHTREASONER_TRAIN_CRASH_RANK"].flatMap { Int($0) }
@@ -197,6 +199,7 @@ public final class Trainer {
     /// This rank's sequences of optimizer step `k` (0-based), each with gradient scale 1/G (G samples per
     /// step over all ranks; 1/batch with `compatAccumulationScale`).
     public func sequences(forStep k: Int) -> [TrainingSequence] {
+        if packing { return packedSequences(forStep: k) }
         let n = options.samplesPerStep
         let streams = streams(forStep: k)
         let examples = streams.map { train[exampleIndex(stream: $0)] }
@@ -244,7 +247,7 @@ public final class Trainer {
             // A distributed step cannot be abandoned by one rank alone: the stop request is agreed below.
             if communicator == nil, shouldStop() { adapter.zeroGradients(); return nil }
             let losses = try model.forward(s, plan: plan, training: true)
-            let loss = losses[0]
+            let loss = losses.count == 1 ? losses[0] : losses.reduce(0, +)
             guard loss.isFinite else {
                 let record = train[exampleIndex(stream: Int(s.dropoutStream))].index
                 if communicator != nil { badRecords.append(record); continue }
@@ -255,7 +258,7 @@ public final class Trainer {
             lossSum += loss
             tokens += s.tokens.count
         }
-        var samples = sequences.count
+        var samples = packing ? sequences.reduce(0) { $0 + $1.targets.count } : sequences.count
         if let communicator {
             // The one gradient exchange of the step, after the last micro-batch.
             try communicator.allreduceSum(UnsafeMutableBufferPointer(start: adapter.gradients, count: adapter.parameterCount))

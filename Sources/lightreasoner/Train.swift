@@ -134,9 +134,13 @@ struct Train: ParsableCommand {
     @Flag(help: "With --resume: accept a checkpoint written by another number of ranks (the global batch becomes this run's ranks × batch × accumulation from the checkpoint's data cursor on).")
     var reshard = false
 
+    @Flag(help: "Packed training (opt-in): a step's samples on one trajectory of a question run as one sequence, supervised at each sample's last token (same loss and gradients with dropout 0; fewer tokens).")
+    var packing = false
+
     @OptionGroup var load: ModelLoadOptions
 
     func validate() throws {
+        if packing, compatPadPosition { throw ValidationError("--packing cannot be combined with --compat-pad-position") }
         if let rank, rank < 1 { throw ValidationError("--rank must be at least 1") }
         if !(0..<1).contains(dropout) { throw ValidationError("--dropout must be in [0, 1)") }
         if steps < 1 { throw ValidationError("--steps must be at least 1") }
@@ -283,6 +287,7 @@ struct Train: ParsableCommand {
         let trainer = try Trainer(model: trainingModel, train: train, validation: validation, options: options,
                                   outputDirectory: outURL, baseModel: model, communicator: communicator)
         trainer.keepCheckpoints = keepCheckpoints
+        trainer.packing = packing
         if communicator != nil {
             printError("data parallel: \(ranks) rank(s) × \(Tensors.BLAS.threads) BLAS thread(s); \(trainer.globalSamplesPerStep) samples per step (\(options.samplesPerStep) per rank)")
         }

@@ -1,0 +1,302 @@
+import ArgumentParser
+import Foundation
+import Models
+import SafeTensors
+import Tensors
+import Training
+
+/// One measured quantity over several repeats.
+struct BenchResult: Codable {
+    var test: String
+    var shape: String
+    var unit: String
+    var mean: Double
+    var sd: Double
+    var samples: [Double]
+}
+
+struct BenchReport: Codable {
+    var model: String
+    var dtype: String
+    var layers: Int
+    var fullLayers: Int
+    var threads: Int
+    var repeats: Int
+    var promptTokens: Int
+    var newTokens: Int
+    var results: [BenchResult]
+    var peakResidentBytes: Int?
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Micro and model benchmarks (llama-bench style): sgemm, prefill, batched greedy decode, one-pass scoring, LoRA training.",
+        discussion: """
+        Random weights are built in memory for --shape (no files are read or written); --model runs a \
+        checkpoint directory. Prints a markdown table (mean ± sd over --repeats after one warm-up) and \
+        optionally writes --json. Example: lightreasoner bench --shape qwen2.5-math-1.5b --layers 4 --repeats 3
+        """)
+
+    @Option(help: "A model directory (config.json + safetensors).")
+    var model: String?
+
+    @Option(help: "A named shape with random in-memory weights: \(ModelShape.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var shape: String?
+
+    @Option(help: "Storage of random weights: bf16 or f32.")
+    var dtype: String = "bf16"
+
+    @Option(help: "Keep only the first N layers (quick runs; reported in the output).")
+    var layers: Int?
+
+    @Option(help: "Timed repeats per test (after one warm-up).")
+    var repeats: Int = 3
+
+    @Option(help: "Comma-separated batch sizes for greedy decode and scoring.")
+    var batchSizes: String = "1,8,32,64,128"
+
+    @Option(help: "Prompt tokens per sequence (prefill, decode prompts, scoring prefix, training sequence).")
+    var promptTokens: Int = 128
+
+    @Option(help: "Generated tokens per sequence (decode), scored positions per sequence (scoring).")
+    var newTokens: Int = 16
+
+    @Option(help: "Square sgemm size.")
+    var gemmSize: Int = 2048
+
+    @Option(help: "Comma-separated tests: gemm, prefill, decode, score, train.")
+    var tests: String = "gemm,prefill,decode,score,train"
+
+    @Option(help: "Also write the results as JSON to this file.")
+    var json: String?
+
+    @Option(help: "OpenBLAS threads (default: OPENBLAS_NUM_THREADS or all cores).")
+    var threads: Int?
+
+    mutating func run() throws {
+        if let threads { Tensors.BLAS.threads = threads }
+        let enabled = Set(tests.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let batches = batchSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard repeats >= 1 else { throw ValidationError("--repeats must be ≥ 1") }
+        let runner = BenchRunner(repeats: repeats, promptTokens: promptTokens, newTokens: newTokens)
+
+        var results: [BenchResult] = []
+        if enabled.contains("gemm") { results += runner.gemm(square: gemmSize, dtype: dtype) }
+
+        var decoder: Decoder?
+        var label = "", fullLayers = 0
+        let needsModel = !enabled.isDisjoint(with: ["prefill", "decode", "score", "train"])
+        if needsModel {
+            let start = Date()
+            if let model {
+                let full = try Decoder(directory: URL(fileURLWithPath: model), residency: .stored)
+                fullLayers = full.config.numLayers
+                decoder = layers.map { truncated(full, layers: $0) } ?? full
+                label = URL(fileURLWithPath: model).lastPathComponent
+            } else {
+                let name = shape ?? ModelShape.qwen25_05b.rawValue
+                guard let named = ModelShape(rawValue: name) else {
+                    throw ValidationError("unknown --shape \(name); choose one of \(ModelShape.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                guard let storage = DType(rawValue: dtype.uppercased()), storage == .bf16 || storage == .f32 else {
+                    throw ValidationError("--dtype must be bf16 or f32")
+                }
+                var config = named.config
+                fullLayers = config.numLayers
+                if let layers { config.numLayers = max(1, min(layers, config.numLayers)) }
+                decoder = InMemoryWeights(config: config, seed: 1, dtype: storage).decoder()
+                label = name
+            }
+            printError("model \(label): \(decoder!.config.numLayers)/\(fullLayers) layers, ready in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+        }
+        if let decoder {
+            if enabled.contains("prefill") { results.append(try runner.prefill(decoder)) }
+            if enabled.contains("decode") { for b in batches { results.append(try runner.decode(decoder, batch: b)) } }
+            if enabled.contains("score") { for b in batches { results.append(try runner.score(decoder, batch: b)) } }
+            if enabled.contains("train") { results.append(try runner.train(decoder)) }
+        }
+
+        let peak = peakResidentBytes()
+        let report = BenchReport(model: label.isEmpty ? "-" : label, dtype: model == nil ? dtype : "as stored",
+                                 layers: decoder?.config.numLayers ?? 0, fullLayers: fullLayers, threads: Tensors.BLAS.threads,
+                                 repeats: repeats, promptTokens: promptTokens, newTokens: newTokens,
+                                 results: results, peakResidentBytes: peak)
+        print(markdown(report))
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    func markdown(_ r: BenchReport) -> String {
+        var lines: [String] = []
+        if r.layers > 0 {
+            let cut = r.layers < r.fullLayers ? " (CUT from \(r.fullLayers) layers with --layers: model numbers are not full-model numbers)" : ""
+            lines.append("model: \(r.model), weights \(r.dtype), \(r.layers) layers\(cut)")
+        }
+        lines.append("threads: \(r.threads), repeats: \(r.repeats) (+1 warm-up), prompt \(r.promptTokens) tokens, \(r.newTokens) new tokens")
+        lines.append("")
+        lines.append("| test | shape | value | unit |")
+        lines.append("|---|---|---:|---|")
+        for x in r.results {
+            lines.append("| \(x.test) | \(x.shape) | \(String(format: "%.2f ± %.2f", x.mean, x.sd)) | \(x.unit) |")
+        }
+        if let peak = r.peakResidentBytes {
+            lines.append("| peak RSS | VmHWM | \(String(format: "%.1f", Double(peak) / 1_048_576)) | MiB |")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// A decoder over the first `layers` blocks of another (shares its weights).
+func truncated(_ d: Decoder, layers: Int) -> Decoder {
+    var c = d.config
+    c.numLayers = max(1, min(layers, c.numLayers))
+    return Decoder(config: c, embedding: d.embedding, lmHead: d.lmHead, finalNorm: d.finalNorm,
+                   layers: Array(d.layers.prefix(c.numLayers)), residency: d.residency, owner: d)
+}
+
+/// VmHWM from /proc/self/status (nil where unavailable).
+func peakResidentBytes() -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+        if parts.count >= 2, let kib = Int(parts[1]) { return kib * 1024 }
+    }
+    return nil
+}
+
+struct BenchRunner {
+    var repeats: Int
+    var promptTokens: Int
+    var newTokens: Int
+
+    /// Runs `body` once to warm up, then `repeats` times; `body` returns the value to record.
+    func measure(_ test: String, _ shape: String, _ unit: String, _ body: () throws -> Double) rethrows -> BenchResult {
+        _ = try body()
+        var samples: [Double] = []
+        for _ in 0..<repeats { samples.append(try body()) }
+        let mean = samples.reduce(0, +) / Double(samples.count)
+        let sd = samples.count > 1
+            ? (samples.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(samples.count - 1)).squareRoot() : 0
+        printError("  \(test) \(shape): \(String(format: "%.2f", mean)) \(unit)")
+        return BenchResult(test: test, shape: shape, unit: unit, mean: mean, sd: sd, samples: samples)
+    }
+
+    static func time(_ body: () throws -> Void) rethrows -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    /// sgemm GFLOP/s at a square shape and the decode shapes x (M, K) · Wᵀ, W (N, K); with bf16, also the
+    /// widen-then-sgemm path the decoder takes for BF16 weights.
+    func gemm(square s: Int, dtype: String) -> [BenchResult] {
+        var results: [BenchResult] = []
+        func filled(_ n: Int) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            for i in 0..<n { p[i] = Float((i &* 2_654_435_761) % 1000) * 0.001 - 0.5 }
+            return p
+        }
+        do {
+            let a = filled(s * s), b = filled(s * s), c = filled(s * s)
+            defer { a.deallocate(); b.deallocate(); c.deallocate() }
+            let flops = 2.0 * Double(s) * Double(s) * Double(s)
+            results.append(measure("sgemm", "\(s)³", "GFLOP/s") {
+                flops / Self.time { BLAS.sgemm(transB: true, m: s, n: s, k: s, a: a, b: b, beta: 0, c: c, ldc: s) } / 1e9
+            })
+        }
+        let k = 1536, n = 8960
+        let w = filled(n * k)
+        defer { w.deallocate() }
+        let bits = UnsafeMutablePointer<UInt16>.allocate(capacity: n * k)
+        defer { bits.deallocate() }
+        narrowToBF16(w, bits, count: n * k)
+        let scratch = WidenScratch()
+        for m in [1, 8, 64] {
+            let x = filled(m * k), out = filled(m * n)
+            defer { x.deallocate(); out.deallocate() }
+            let flops = 2.0 * Double(m) * Double(k) * Double(n)
+            let f32 = WeightMatrix(storage: .f32(w), rows: n, columns: k)
+            results.append(measure("sgemm", "M=\(m) K=\(k) N=\(n) f32", "GFLOP/s") {
+                flops / Self.time { linearForward(out: out, x: x, weight: f32, rows: m, scratch: scratch) } / 1e9
+            })
+            if dtype.lowercased() == "bf16" {
+                let bf16 = WeightMatrix(storage: .bf16(UnsafeRawPointer(bits)), rows: n, columns: k)
+                results.append(measure("linear", "M=\(m) K=\(k) N=\(n) bf16→f32", "GFLOP/s") {
+                    flops / Self.time { linearForward(out: out, x: x, weight: bf16, rows: m, scratch: scratch) } / 1e9
+                })
+            }
+        }
+        return results
+    }
+
+    func randomTokens(_ count: Int, vocab: Int, seed: Int) -> [Int32] {
+        (0..<count).map { Int32((($0 + 1) &* 2_654_435_761 &+ seed &* 40503) % max(1, vocab)) }
+    }
+
+    /// One prompt of `promptTokens` through the model, lm_head at its last position.
+    func prefill(_ d: Decoder) throws -> BenchResult {
+        let prompt = randomTokens(promptTokens, vocab: d.vocabSize, seed: 7)
+        var logits = [Float](repeating: 0, count: d.vocabSize)
+        return try measure("prefill", "B=1 T=\(promptTokens)", "tok/s") {
+            let cache = KVCache(config: d.config, slots: 1, capacity: promptTokens)
+            let seconds = try Self.time {
+                let hidden = try d.forward([SequenceChunk(slot: 0, tokens: prompt)], cache: cache)
+                logits.withUnsafeMutableBufferPointer { d.logits(hidden: hidden + (promptTokens - 1) * d.config.hiddenSize, rows: 1, into: $0.baseAddress!) }
+            }
+            return Double(promptTokens) / seconds
+        }
+    }
+
+    /// Batched greedy decode (no stop ids, so every row makes `newTokens`): generated tokens per second of decode.
+    func decode(_ d: Decoder, batch: Int) throws -> BenchResult {
+        let prompts = (0..<batch).map { randomTokens(promptTokens, vocab: d.vocabSize, seed: $0) }
+        return try measure("greedy decode", "B=\(batch)", "tok/s") {
+            var stats = GenerationStats()
+            _ = try d.generateGreedy(prompts: prompts, maxNewTokens: newTokens, stopIDs: [], stats: &stats)
+            return stats.decodeTokensPerSecond
+        }
+    }
+
+    /// Amateur one-pass scoring: B full sequences (prompt + new tokens) in one teacher-forced pass, logits at
+    /// the `newTokens` positions after the prompt. Rate: scored positions per second.
+    func score(_ d: Decoder, batch: Int) throws -> BenchResult {
+        let sequences = (0..<batch).map { randomTokens(promptTokens + newTokens, vocab: d.vocabSize, seed: 1000 + $0) }
+        let from = Array(repeating: promptTokens, count: batch)
+        return try measure("one-pass score", "B=\(batch)", "pos/s") {
+            var sink: Float = 0
+            let seconds = try Self.time {
+                try d.score(sequences: sequences, from: from) { _, _, logits in sink += logits[0] }
+            }
+            _ = sink
+            return Double(batch * newTokens) / seconds
+        }
+    }
+
+    /// LoRA (r 8, q+v, dropout 0.05) forward + backward, one sample per sequence of `promptTokens + newTokens`.
+    func train(_ d: Decoder) throws -> BenchResult {
+        let weights = FrozenWeights(decoder: d)
+        let adapter = LoRAAdapter(config: LoRAConfig(), model: d.config)
+        adapter.initialize(seed: 3, bScale: 0.01)
+        let vocab = min(d.vocabSize, 151_643)
+        let model = TrainingModel(weights: weights, adapter: adapter, labelVocabulary: vocab)
+        let length = promptTokens + newTokens
+        let label = try SoftLabel(tokenIDs: [1, 2, 3].map { $0 % vocab }, weights: [0.5, 0.3, 0.2], vocabulary: vocab)
+        let sequence = TrainingSequence(tokens: randomTokens(length, vocab: d.vocabSize, seed: 99),
+                                        targets: [SupervisedTarget(row: length - 1, label: label)])
+        let plan = model.makePlan(tokens: length, targets: 1)
+        let samples = 4
+        return try measure("train fwd+bwd", "per-sample T=\(length)", "samples/s") {
+            let seconds = try Self.time {
+                for _ in 0..<samples {
+                    adapter.zeroGradients()
+                    _ = try model.forward(sequence, plan: plan, training: true)
+                    model.backward(sequence, plan: plan)
+                }
+            }
+            return Double(samples) / seconds
+        }
+    }
+}
