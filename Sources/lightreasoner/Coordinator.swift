@@ -37,20 +37,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Amateur model directory (fingerprinted, not loaded).")
     var amateur = "models/tiny-amateur"
 
-    @Option(help: "Sample at most this many questions (from the top of the file).")
-    var maxQuestions: Int?
-
-    @Option(help: "Plausibility: keep label ids with pE ≥ alpha · max pE.")
-    var alpha = 0.2
-
-    @Option(help: "Keep a step when KL(pE‖pA) ≥ beta.")
-    var beta = 0.4
-
-    @Option(help: "Expert greedy tokens per question.")
-    var maxNewTokens = 128
-
-    @Option(help: "Amateur input: 'ids' or 'retokenize' (see `sample --help`).")
-    var amateurInput: AmateurInput = .ids
+    @OptionGroup var sampling: SamplingOptions
 
     @Option(help: "Directory with the run's CURVE keys (server.public, server.secret, authorized_clients); only nodes holding an authorized client key can join.")
     var curve: String?
@@ -80,9 +67,6 @@ struct CoordinatorCommand: ParsableCommand {
     var endpointFile: String?
 
     func validate() throws {
-        if !(0...1).contains(alpha) { throw ValidationError("--alpha must be in [0, 1]") }
-        if beta < 0 { throw ValidationError("--beta must be ≥ 0") }
-        if maxNewTokens < 2 { throw ValidationError("--max-new-tokens must be at least 2 (step 0 is never sampled)") }
         if shardSize < 1 { throw ValidationError("--shard-size must be at least 1") }
         if heartbeatMs < 10 { throw ValidationError("--heartbeat-ms must be at least 10") }
         if nodeTimeout * 1000 < Double(2 * heartbeatMs) { throw ValidationError("--node-timeout must cover at least two heartbeats") }
@@ -96,13 +80,8 @@ struct CoordinatorCommand: ParsableCommand {
     }
 
     func run() throws {
-        var settings = SamplingSettings()
-        settings.alpha = alpha
-        settings.beta = beta
-        settings.maxNewTokens = maxNewTokens
-        settings.amateurInput = amateurInput
-        var questions = try loadQuestions(file: userURL(data))
-        if let maxQuestions { questions = Array(questions.prefix(maxQuestions)) }
+        let settings = sampling.settings
+        let questions = sampling.limit(try loadQuestions(file: userURL(data)))
         var parameters = CoordinatorParameters(questions: questions, settings: settings, expertDirectory: userURL(expert),
                                                amateurDirectory: userURL(amateur), out: userURL(out), bind: bind)
         parameters.shardSize = shardSize

@@ -29,43 +29,23 @@ struct Sample: ParsableCommand {
     @Option(help: "Output directory.")
     var out: String
 
-    @Option(help: "Sample at most this many questions (from the top of the file).")
-    var maxQuestions: Int?
-
-    @Option(help: "Plausibility: keep label ids with pE ≥ alpha · max pE.")
-    var alpha = 0.2
-
-    @Option(help: "Keep a step when KL(pE‖pA) ≥ beta.")
-    var beta = 0.4
-
-    @Option(help: "Expert greedy tokens per question.")
-    var maxNewTokens = 128
-
     @Option(help: "Questions per batch (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).")
     var batchSize = 8
-
-    @Option(help: "Amateur input: 'ids' (one teacher-forced pass over the expert's ids) or 'retokenize' (the original: decoded prefix re-tokenised, one pass per prefix).")
-    var amateurInput: AmateurInput = .ids
 
     @Flag(help: "Proceed even if the two tokenizers map common ids to different strings.")
     var allowVocabMismatch = false
 
+    @OptionGroup var sampling: SamplingOptions
+
     @OptionGroup var load: ModelLoadOptions
 
     func validate() throws {
-        if !(0...1).contains(alpha) { throw ValidationError("--alpha must be in [0, 1]") }
-        if beta < 0 { throw ValidationError("--beta must be ≥ 0") }
-        if maxNewTokens < 2 { throw ValidationError("--max-new-tokens must be at least 2 (step 0 is never sampled)") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
     func run() throws {
         load.applyThreads()
-        var settings = SamplingSettings()
-        settings.alpha = alpha
-        settings.beta = beta
-        settings.maxNewTokens = maxNewTokens
-        settings.amateurInput = amateurInput
+        let settings = sampling.settings
 
         let expertDecoder = try Decoder(directory: userURL(expert), strict: load.strict, residency: load.weights)
         let amateurDecoder = try Decoder(directory: userURL(amateur), strict: load.strict, residency: load.weights)
@@ -81,8 +61,7 @@ struct Sample: ParsableCommand {
         let log = try DurableSampleLog(directory: outDirectory)
         if log.recoveredBytes > 0 { printError("recovered: cut \(log.recoveredBytes) bytes of uncommitted tail from an earlier crash") }
 
-        var questions = try loadQuestions(file: userURL(data))
-        if let maxQuestions { questions = Array(questions.prefix(maxQuestions)) }
+        let questions = sampling.limit(try loadQuestions(file: userURL(data)))
         let todo = questions.filter { !log.finished.contains($0.id) }
         printError("sampling \(todo.count) of \(questions.count) questions (\(questions.count - todo.count) already done) → \(outDirectory.path)")
 
@@ -110,6 +89,44 @@ struct Sample: ParsableCommand {
 }
 
 extension AmateurInput: ExpressibleByArgument {}
+
+/// Sampling settings shared by `sample` and `coordinator` (part of a run's fingerprint).
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Sample at most this many questions (from the top of the file).")
+    var maxQuestions: Int?
+
+    @Option(help: "Plausibility: keep label ids with pE ≥ alpha · max pE.")
+    var alpha = 0.2
+
+    @Option(help: "Keep a step when KL(pE‖pA) ≥ beta.")
+    var beta = 0.4
+
+    @Option(help: "Expert greedy tokens per question.")
+    var maxNewTokens = 128
+
+    @Option(help: "Amateur input: 'ids' (one teacher-forced pass over the expert's ids) or 'retokenize' (the original: decoded prefix re-tokenised, one pass per prefix).")
+    var amateurInput: AmateurInput = .ids
+
+    func validate() throws {
+        if !(0...1).contains(alpha) { throw ValidationError("--alpha must be in [0, 1]") }
+        if beta < 0 { throw ValidationError("--beta must be ≥ 0") }
+        if maxNewTokens < 2 { throw ValidationError("--max-new-tokens must be at least 2 (step 0 is never sampled)") }
+    }
+
+    var settings: SamplingSettings {
+        var settings = SamplingSettings()
+        settings.alpha = alpha
+        settings.beta = beta
+        settings.maxNewTokens = maxNewTokens
+        settings.amateurInput = amateurInput
+        return settings
+    }
+
+    /// The first `--max-questions` of `questions`.
+    func limit(_ questions: [Question]) -> [Question] {
+        maxQuestions.map { Array(questions.prefix($0)) } ?? questions
+    }
+}
 
 /// settings.json in an output directory: written on first use, compared on reruns.
 enum SettingsFile {
