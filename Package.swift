@@ -25,11 +25,14 @@ let package = Package(
         // OpenMPI's handles are macros over globals; this exposes them as functions.
         .target(name: "CMPIShim", dependencies: ["CMPI"]),
 
-        .target(name: "Tensors", dependencies: ["CBLAS"]),
+        // Skinny matmul kernels for decoding (run-time ISA dispatch, no compiler flags).
+        .target(name: "CKernels"),
+
+        .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         .target(name: "Tokenizer"),
         .target(name: "Models", dependencies: ["Tensors", "SafeTensors"]),
-        .target(name: "Contrast", dependencies: ["Models", "Tokenizer"]),
+        .target(name: "Contrast", dependencies: ["Tensors", "Models", "Tokenizer"]),
         .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast"]),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim", "Contrast", "Models", "Tokenizer"]),
         .target(name: "Evaluation", dependencies: ["Models", "Tokenizer"]),

@@ -10,14 +10,24 @@ import Foundation
 public enum ContrastiveMath {
     public static let epsilon = 1e-12
 
-    /// Softmax of logits (V) in f64, cut to the first `keep` entries.
+    /// Softmax of logits (V) in f64, cut to the first `keep` entries. One exp per entry.
     public static func probabilities(logits: UnsafeBufferPointer<Float>, keep: Int) -> [Double] {
-        var maximum = -Double.infinity
-        for value in logits { maximum = max(maximum, Double(value)) }
+        var maximum = -Float.infinity
+        for value in logits { maximum = max(maximum, value) }
+        let m = Double(maximum), count = min(keep, logits.count)
+        var p = [Double](repeating: 0, count: count)
         var sum = 0.0
-        for value in logits { sum += Foundation.exp(Double(value) - maximum) }
-        let count = min(keep, logits.count)
-        return (0..<count).map { Foundation.exp(Double(logits[$0]) - maximum) / sum }
+        p.withUnsafeMutableBufferPointer { out in
+            for j in 0..<count {
+                let e = Foundation.exp(Double(logits[j]) - m)
+                out[j] = e
+                sum += e
+            }
+        }
+        for j in count..<logits.count { sum += Foundation.exp(Double(logits[j]) - m) }
+        let inverse = 1 / sum
+        for j in 0..<count { p[j] *= inverse }
+        return p
     }
 
     /// KL(pE‖pA) with the original's ε on both sides.

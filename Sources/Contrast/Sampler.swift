@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import Tensors
 import Tokenizer
 
 /// How the amateur sees each prefix.
@@ -93,52 +94,12 @@ public final class ContrastiveSampler {
     public func sample(_ questions: [Question]) throws -> [[SampleRecord]] {
         let texts = try questions.map { try promptText($0.text) }
         let prompts = texts.map { tokenizer.encode($0) }
-        let vocabE = expert.vocabSize
-
-        // 1. Expert: greedy targets and its logits at every step (kept for the steps s ≥ 1).
-        //    Memory: batch × max_new_tokens × V_E floats.
-        let expertStart = Date()
-        var expertLogits: [[Float]] = Array(repeating: [], count: questions.count)
         let stop = Set(expert.checkpoint.generation.eosTokenIDs.map(Int32.init))
-        let generations = try expert.generateGreedy(prompts: prompts, maxNewTokens: settings.maxNewTokens, stopIDs: stop) { row, step, logits in
-            if step == 0 { return }   // step 0 is never sampled
-            if expertLogits[row].isEmpty { expertLogits[row].reserveCapacity(self.settings.maxNewTokens * vocabE) }
-            expertLogits[row].append(contentsOf: logits)
-        }
-        stats.expertSeconds += Date().timeIntervalSince(expertStart)
-        stats.generatedTokens += generations.reduce(0) { $0 + $1.ids.count }
-
-        // 2. Amateur distributions for the same prefixes.
-        let amateurStart = Date()
-        var decisions: [[ContrastiveMath.Step]] = Array(repeating: [], count: questions.count)
-        func decide(row: Int, step: Int, amateurLogits: UnsafeBufferPointer<Float>) {
-            expertLogits[row].withUnsafeBufferPointer { all in
-                let expertRow = UnsafeBufferPointer(rebasing: all[((step - 1) * vocabE)..<(step * vocabE)])
-                decisions[row].append(ContrastiveMath.evaluate(expertLogits: expertRow, amateurLogits: amateurLogits,
-                                                               alpha: settings.alpha, beta: settings.beta))
-            }
-        }
-        switch settings.amateurInput {
-        case .ids:
-            // Position prompt+s−1 of prompt+targets holds the distribution after targets[:s].
-            let sequences = zip(prompts, generations).map { $0 + $1.ids.dropLast() }
-            let from = prompts.map { $0.count }
-            try amateur.score(sequences: sequences, from: from) { row, position, logits in
-                decide(row: row, step: position - prompts[row].count + 1, amateurLogits: logits)
-            }
-        case .retokenize:
-            var sequences: [[Int32]] = [], owners: [(row: Int, step: Int)] = []
-            for (row, generation) in generations.enumerated() where generation.ids.count > 1 {
-                for step in 1..<generation.ids.count {
-                    sequences.append(tokenizer.encode(texts[row] + tokenizer.decode(Array(generation.ids.prefix(step)))))
-                    owners.append((row, step))
-                }
-            }
-            try amateur.score(sequences: sequences, from: sequences.map { $0.count - 1 }) { index, _, logits in
-                decide(row: owners[index].row, step: owners[index].step, amateurLogits: logits)
-            }
-        }
-        stats.amateurSeconds += Date().timeIntervalSince(amateurStart)
+        let retokenized: ((Int, [Int32]) -> [Int32])? = settings.amateurInput == .retokenize
+            ? { [tokenizer] row, prefix in tokenizer.encode(texts[row] + tokenizer.decode(prefix)) } : nil
+        let (generations, decisions) = try contrastiveSteps(expert: expert, amateur: amateur, prompts: prompts,
+                                                            settings: settings, stopIDs: stop,
+                                                            retokenized: retokenized, stats: &stats)
 
         // 3. Records for the kept steps.
         return questions.enumerated().map { row, question in
@@ -160,4 +121,74 @@ public final class ContrastiveSampler {
             return records
         }
     }
+}
+
+/// The id-level core of sampling, shared by `ContrastiveSampler` and `bench`: the expert generates
+/// greedily from each prompt, the amateur gives its distribution for the same prefixes, and the
+/// contrastive rule decides every step s ≥ 1 (`decisions[row][s − 1]`).
+///
+/// `retokenized(row, prefix)` is the original's amateur input (prompt text + decoded prefix,
+/// re-encoded), one pass per prefix; nil runs one teacher-forced pass over prompt + expert ids.
+/// Memory: prompts × maxNewTokens × V_E floats of expert logits.
+public func contrastiveSteps(
+    expert: Decoder, amateur: Decoder, prompts: [[Int32]], settings: SamplingSettings, stopIDs: Set<Int32>,
+    retokenized: ((_ row: Int, _ prefix: [Int32]) -> [Int32])? = nil, stats: inout SamplingStats
+) throws -> (generations: [GreedyResult], decisions: [[ContrastiveMath.Step]]) {
+    let vocabE = expert.vocabSize
+
+    // 1. Expert: greedy targets and its logits at every step s ≥ 1 (step 0 is never sampled).
+    let expertStart = Date()
+    let stride = settings.maxNewTokens * vocabE
+    let expertLogits = UnsafeMutablePointer<Float>.allocate(capacity: max(1, prompts.count * stride))
+    defer { expertLogits.deallocate() }
+    let generations = try expert.generateGreedy(prompts: prompts, maxNewTokens: settings.maxNewTokens, stopIDs: stopIDs) { row, step, logits in
+        if step == 0 { return }
+        (expertLogits + row * stride + (step - 1) * vocabE).update(from: logits.baseAddress!, count: vocabE)
+    }
+    stats.expertSeconds += Date().timeIntervalSince(expertStart)
+    stats.generatedTokens += generations.reduce(0) { $0 + $1.ids.count }
+
+    // 2. Amateur distributions for the same prefixes; steps are decided in parallel, a block at a time.
+    let amateurStart = Date()
+    let steps = generations.map { max(0, $0.ids.count - 1) }
+    let offsets = steps.reduce(into: [0]) { $0.append($0.last! + $1) }
+    let decided = UnsafeMutablePointer<ContrastiveMath.Step?>.allocate(capacity: max(1, offsets.last!))
+    decided.initialize(repeating: nil, count: max(1, offsets.last!))
+    defer { decided.deinitialize(count: max(1, offsets.last!)); decided.deallocate() }
+    let vocabA = amateur.vocabSize
+    // Amateur rows (rows, V_A) for the pairs (row, step) — each writes its own slot of `decided`.
+    let (alpha, beta) = (settings.alpha, settings.beta)
+    let expertShared = SharedPointer(expertLogits), decidedShared = SharedPointer(decided)
+    func decide(_ pairs: [(row: Int, step: Int)], amateurLogits: UnsafePointer<Float>) {
+        let amateurShared = SharedPointer(amateurLogits)
+        Parallel.forEach(pairs.count) { i in
+            let (row, step) = pairs[i]
+            let e = UnsafeBufferPointer(start: expertShared.base + row * stride + (step - 1) * vocabE, count: vocabE)
+            let a = UnsafeBufferPointer(start: amateurShared.base + i * vocabA, count: vocabA)
+            decidedShared.base[offsets[row] + step - 1] = ContrastiveMath.evaluate(expertLogits: e, amateurLogits: a,
+                                                                                    alpha: alpha, beta: beta)
+        }
+    }
+    if let retokenized {
+        var sequences: [[Int32]] = [], owners: [(row: Int, step: Int)] = []
+        for (row, generation) in generations.enumerated() where generation.ids.count > 1 {
+            for step in 1..<generation.ids.count {
+                sequences.append(retokenized(row, Array(generation.ids.prefix(step))))
+                owners.append((row, step))
+            }
+        }
+        try amateur.scoreBlocks(sequences: sequences, from: sequences.map { $0.count - 1 }) { index, _, _, logits in
+            decide([owners[index]], amateurLogits: logits)
+        }
+    } else {
+        // Position prompt+s−1 of prompt+targets holds the distribution after targets[:s].
+        let sequences = zip(prompts, generations).map { $0 + $1.ids.dropLast() }
+        try amateur.scoreBlocks(sequences: sequences, from: prompts.map(\.count)) { row, first, rows, logits in
+            let firstStep = first - prompts[row].count + 1
+            decide((0..<rows).map { (row, firstStep + $0) }, amateurLogits: logits)
+        }
+    }
+    let decisions = (0..<prompts.count).map { row in (0..<steps[row]).map { decided[offsets[row] + $0]! } }
+    stats.amateurSeconds += Date().timeIntervalSince(amateurStart)
+    return (generations, decisions)
 }

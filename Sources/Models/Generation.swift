@@ -130,6 +130,20 @@ extension Decoder {
         sequences: [[Int32]], from: [Int], tokenBudget: Int = 2048, rowBlock: Int = 64,
         handler: (_ sequence: Int, _ position: Int, _ logits: UnsafeBufferPointer<Float>) throws -> Void
     ) throws {
+        let vocab = vocabSize
+        try scoreBlocks(sequences: sequences, from: from, tokenBudget: tokenBudget, rowBlock: rowBlock) { slot, first, rows, logits in
+            for r in 0..<rows {
+                try handler(slot, first + r, UnsafeBufferPointer(start: logits + r * vocab, count: vocab))
+            }
+        }
+    }
+
+    /// `score` a block at a time: `handler(sequence, first, rows, logits)` gets logits (rows, V) for
+    /// positions first ..< first+rows of one sequence (so callers can work on the rows in parallel).
+    public func scoreBlocks(
+        sequences: [[Int32]], from: [Int], tokenBudget: Int = 2048, rowBlock: Int = 64,
+        handler: (_ sequence: Int, _ first: Int, _ rows: Int, _ logits: UnsafePointer<Float>) throws -> Void
+    ) throws {
         let vocab = vocabSize, hiddenSize = config.hiddenSize
         let longest = sequences.map(\.count).max() ?? 0
         guard longest > 0 else { return }
@@ -144,9 +158,7 @@ extension Decoder {
                     let rows = min(rowBlock, chunk.tokens.count - position)
                     try block.withUnsafeMutableBufferPointer { out in
                         self.logits(hidden: hidden + (base + position) * hiddenSize, rows: rows, into: out.baseAddress!)
-                        for r in 0..<rows {
-                            try handler(chunk.slot, position + r, UnsafeBufferPointer(start: out.baseAddress! + r * vocab, count: vocab))
-                        }
+                        try handler(chunk.slot, position, rows, UnsafePointer(out.baseAddress!))
                     }
                     position += rows
                 }

@@ -63,6 +63,11 @@ public func linearForward(
 ) {
     let o = weight.rows, i = weight.columns, ldc = ldOut ?? o
     switch weight.storage {
+    case let .f32(w) where rows <= Skinny.maxRows:
+        Skinny.forward(out: out, ldOut: ldc, x: x, rows: rows, weights: .f32(w), n: o, k: i, accumulate: accumulate)
+    case let .bf16(raw) where rows <= Skinny.maxRows:
+        Skinny.forward(out: out, ldOut: ldc, x: x, rows: rows, weights: .bf16(raw.assumingMemoryBound(to: UInt16.self)),
+                       n: o, k: i, accumulate: accumulate)
     case let .f32(w):
         BLAS.sgemm(transB: true, m: rows, n: o, k: i, a: x, b: w, beta: accumulate ? 1 : 0, c: out, ldc: ldc)
     case .bf16, .f16:

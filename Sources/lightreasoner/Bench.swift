@@ -1,4 +1,5 @@
 import ArgumentParser
+import Contrast
 import Foundation
 import Models
 import SafeTensors
@@ -22,6 +23,7 @@ struct BenchReport: Codable {
     var fullLayers: Int
     var threads: Int
     var repeats: Int
+    var warmup: Int
     var promptTokens: Int
     var newTokens: Int
     var results: [BenchResult]
@@ -42,6 +44,12 @@ struct Bench: ParsableCommand {
 
     @Option(help: "A named shape with random in-memory weights: \(ModelShape.allCases.map(\.rawValue).joined(separator: ", ")).")
     var shape: String?
+
+    @Option(help: "The amateur's model directory for the sample test with --model.")
+    var amateur: String?
+
+    @Option(help: "The amateur's named shape for the sample test with --shape (random weights).")
+    var amateurShape: String = ModelShape.qwen25_05b.rawValue
 
     @Option(help: "Storage of random weights: bf16 or f32.")
     var dtype: String = "bf16"
@@ -64,8 +72,23 @@ struct Bench: ParsableCommand {
     @Option(help: "Square sgemm size.")
     var gemmSize: Int = 2048
 
-    @Option(help: "Comma-separated tests: gemm, prefill, decode, score, train.")
-    var tests: String = "gemm,prefill,decode,score,train"
+    @Option(help: "Questions per batch in the sample test (expert batched greedy + one amateur pass).")
+    var sampleBatch: Int = 8
+
+    @Option(help: "Tokens per sequence in the per-sample train test (the packed test uses prompt + new tokens).")
+    var trainTokens: Int = 200
+
+    @Option(help: "Sequences per optimizer step in the per-sample train test.")
+    var trainBatch: Int = 2
+
+    @Option(help: "Supervised positions (kept steps) in the packed train test's one sequence.")
+    var packedSteps: Int = 15
+
+    @Option(help: "Untimed warm-up runs before the timed repeats.")
+    var warmup: Int = 1
+
+    @Option(help: "Comma-separated tests: gemm, prefill, decode, score, sample, train.")
+    var tests: String = "gemm,prefill,decode,score,sample,train"
 
     @Option(help: "Also write the results as JSON to this file.")
     var json: String?
@@ -78,14 +101,18 @@ struct Bench: ParsableCommand {
         let enabled = Set(tests.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         let batches = batchSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard repeats >= 1 else { throw ValidationError("--repeats must be ≥ 1") }
-        let runner = BenchRunner(repeats: repeats, promptTokens: promptTokens, newTokens: newTokens)
+        guard warmup >= 0, sampleBatch >= 1, trainBatch >= 1, trainTokens >= 2, packedSteps >= 1,
+              packedSteps <= newTokens, promptTokens >= 1, newTokens >= 1 else {
+            throw ValidationError("--warmup ≥ 0, --sample-batch/--train-batch/--prompt-tokens/--new-tokens ≥ 1, --train-tokens ≥ 2, 1 ≤ --packed-steps ≤ --new-tokens")
+        }
+        let runner = BenchRunner(repeats: repeats, warmup: warmup, promptTokens: promptTokens, newTokens: newTokens)
 
         var results: [BenchResult] = []
         if enabled.contains("gemm") { results += runner.gemm(square: gemmSize, dtype: dtype) }
 
         var decoder: Decoder?
         var label = "", fullLayers = 0
-        let needsModel = !enabled.isDisjoint(with: ["prefill", "decode", "score", "train"])
+        let needsModel = !enabled.isDisjoint(with: ["prefill", "decode", "score", "sample", "train"])
         if needsModel {
             let start = Date()
             if let model {
@@ -95,31 +122,37 @@ struct Bench: ParsableCommand {
                 label = URL(fileURLWithPath: model).lastPathComponent
             } else {
                 let name = shape ?? ModelShape.qwen25_05b.rawValue
-                guard let named = ModelShape(rawValue: name) else {
-                    throw ValidationError("unknown --shape \(name); choose one of \(ModelShape.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                guard let storage = DType(rawValue: dtype.uppercased()), storage == .bf16 || storage == .f32 else {
-                    throw ValidationError("--dtype must be bf16 or f32")
-                }
-                var config = named.config
-                fullLayers = config.numLayers
-                if let layers { config.numLayers = max(1, min(layers, config.numLayers)) }
-                decoder = InMemoryWeights(config: config, seed: 1, dtype: storage).decoder()
+                (decoder, fullLayers) = try randomDecoder(shape: name, seed: 1)
                 label = name
             }
             printError("model \(label): \(decoder!.config.numLayers)/\(fullLayers) layers, ready in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+        }
+        var amateurDecoder: Decoder?
+        if enabled.contains("sample") {
+            let start = Date()
+            if model != nil {
+                guard let amateur else { throw ValidationError("the sample test with --model needs --amateur DIR") }
+                let full = try Decoder(directory: URL(fileURLWithPath: amateur), residency: .stored)
+                amateurDecoder = layers.map { truncated(full, layers: $0) } ?? full
+            } else {
+                amateurDecoder = try randomDecoder(shape: amateurShape, seed: 2).decoder
+            }
+            printError("amateur \(amateur ?? amateurShape): \(amateurDecoder!.config.numLayers) layers, ready in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
         }
         if let decoder {
             if enabled.contains("prefill") { results.append(try runner.prefill(decoder)) }
             if enabled.contains("decode") { for b in batches { results.append(try runner.decode(decoder, batch: b)) } }
             if enabled.contains("score") { for b in batches { results.append(try runner.score(decoder, batch: b)) } }
-            if enabled.contains("train") { results.append(try runner.train(decoder)) }
+            if let amateurDecoder { results.append(try runner.sample(expert: decoder, amateur: amateurDecoder, batch: sampleBatch)) }
+            if enabled.contains("train") {
+                results += try runner.train(decoder, tokens: trainTokens, batch: trainBatch, packedSteps: packedSteps)
+            }
         }
 
         let peak = peakResidentBytes()
         let report = BenchReport(model: label.isEmpty ? "-" : label, dtype: model == nil ? dtype : "as stored",
                                  layers: decoder?.config.numLayers ?? 0, fullLayers: fullLayers, threads: Tensors.BLAS.threads,
-                                 repeats: repeats, promptTokens: promptTokens, newTokens: newTokens,
+                                 repeats: repeats, warmup: warmup, promptTokens: promptTokens, newTokens: newTokens,
                                  results: results, peakResidentBytes: peak)
         print(markdown(report))
         if let json {
@@ -129,13 +162,27 @@ struct Bench: ParsableCommand {
         }
     }
 
+    /// A named shape with random weights in memory (`--dtype` storage), cut to `--layers`.
+    func randomDecoder(shape name: String, seed: UInt64) throws -> (decoder: Decoder, fullLayers: Int) {
+        guard let named = ModelShape(rawValue: name) else {
+            throw ValidationError("unknown shape \(name); choose one of \(ModelShape.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let storage = DType(rawValue: dtype.uppercased()), storage == .bf16 || storage == .f32 else {
+            throw ValidationError("--dtype must be bf16 or f32")
+        }
+        var config = named.config
+        let fullLayers = config.numLayers
+        if let layers { config.numLayers = max(1, min(layers, config.numLayers)) }
+        return (InMemoryWeights(config: config, seed: seed, dtype: storage).decoder(), fullLayers)
+    }
+
     func markdown(_ r: BenchReport) -> String {
         var lines: [String] = []
         if r.layers > 0 {
             let cut = r.layers < r.fullLayers ? " (CUT from \(r.fullLayers) layers with --layers: model numbers are not full-model numbers)" : ""
             lines.append("model: \(r.model), weights \(r.dtype), \(r.layers) layers\(cut)")
         }
-        lines.append("threads: \(r.threads), repeats: \(r.repeats) (+1 warm-up), prompt \(r.promptTokens) tokens, \(r.newTokens) new tokens")
+        lines.append("threads: \(r.threads), repeats: \(r.repeats) (+\(r.warmup) warm-up), prompt \(r.promptTokens) tokens, \(r.newTokens) new tokens")
         lines.append("")
         lines.append("| test | shape | value | unit |")
         lines.append("|---|---|---:|---|")
@@ -169,12 +216,13 @@ func peakResidentBytes() -> Int? {
 
 struct BenchRunner {
     var repeats: Int
+    var warmup: Int
     var promptTokens: Int
     var newTokens: Int
 
-    /// Runs `body` once to warm up, then `repeats` times; `body` returns the value to record.
+    /// Runs `body` `warmup` times untimed, then `repeats` times; `body` returns the value to record.
     func measure(_ test: String, _ shape: String, _ unit: String, _ body: () throws -> Double) rethrows -> BenchResult {
-        _ = try body()
+        for _ in 0..<warmup { _ = try body() }
         var samples: [Double] = []
         for _ in 0..<repeats { samples.append(try body()) }
         let mean = samples.reduce(0, +) / Double(samples.count)
@@ -213,7 +261,7 @@ struct BenchRunner {
         let bits = UnsafeMutablePointer<UInt16>.allocate(capacity: n * k)
         defer { bits.deallocate() }
         narrowToBF16(w, bits, count: n * k)
-        let scratch = WidenScratch()
+        let scratch = WidenScratch(capacity: Int(ProcessInfo.processInfo.environment["LR_WIDEN_FLOATS"] ?? "") ?? (1 << 22))
         for m in [1, 8, 64] {
             let x = filled(m * k), out = filled(m * n)
             defer { x.deallocate(); out.deallocate() }
@@ -275,28 +323,63 @@ struct BenchRunner {
         }
     }
 
-    /// LoRA (r 8, q+v, dropout 0.05) forward + backward, one sample per sequence of `promptTokens + newTokens`.
-    func train(_ d: Decoder) throws -> BenchResult {
+    /// Contrastive sampling per question, the `sample` command's core on token ids: `batch` random
+    /// prompts of `promptTokens`, the expert generates exactly `newTokens` (no stop ids), one amateur pass.
+    func sample(expert: Decoder, amateur: Decoder, batch: Int) throws -> BenchResult {
+        var settings = SamplingSettings()
+        settings.maxNewTokens = newTokens
+        let vocab = min(expert.vocabSize, amateur.vocabSize, 151_643)
+        let prompts = (0..<batch).map { randomTokens(promptTokens, vocab: vocab, seed: 500 + $0) }
+        return try measure("sample one-pass", "B=\(batch) P=\(promptTokens) N=\(newTokens)", "s/question") {
+            var stats = SamplingStats()
+            let seconds = try Self.time {
+                _ = try contrastiveSteps(expert: expert, amateur: amateur, prompts: prompts, settings: settings,
+                                         stopIDs: [], stats: &stats)
+            }
+            printError(String(format: "    expert %.1f s, amateur + contrast %.1f s for %d questions", stats.expertSeconds, stats.amateurSeconds, batch))
+            return seconds / Double(batch)
+        }
+    }
+
+    /// LoRA (r 8, α 16, q+v, dropout 0.05) training steps: forward, backward and an AdamW update.
+    /// Per-sample: `batch` sequences of `tokens`, each supervised at its last position (the original's
+    /// shape). Packed: one question's trajectory (prompt + new tokens) supervised at `packedSteps` positions.
+    func train(_ d: Decoder, tokens: Int, batch: Int, packedSteps: Int) throws -> [BenchResult] {
         let weights = FrozenWeights(decoder: d)
         let adapter = LoRAAdapter(config: LoRAConfig(), model: d.config)
         adapter.initialize(seed: 3, bScale: 0.01)
         let vocab = min(d.vocabSize, 151_643)
         let model = TrainingModel(weights: weights, adapter: adapter, labelVocabulary: vocab)
-        let length = promptTokens + newTokens
         let label = try SoftLabel(tokenIDs: [1, 2, 3].map { $0 % vocab }, weights: [0.5, 0.3, 0.2], vocabulary: vocab)
-        let sequence = TrainingSequence(tokens: randomTokens(length, vocab: d.vocabSize, seed: 99),
-                                        targets: [SupervisedTarget(row: length - 1, label: label)])
-        let plan = model.makePlan(tokens: length, targets: 1)
-        let samples = 4
-        return try measure("train fwd+bwd", "per-sample T=\(length)", "samples/s") {
-            let seconds = try Self.time {
-                for _ in 0..<samples {
-                    adapter.zeroGradients()
-                    _ = try model.forward(sequence, plan: plan, training: true)
-                    model.backward(sequence, plan: plan)
-                }
-            }
-            return Double(samples) / seconds
+        let single = (0..<batch).map {
+            TrainingSequence(tokens: randomTokens(tokens, vocab: vocab, seed: 99 + $0),
+                             targets: [SupervisedTarget(row: tokens - 1, label: label, gradientScale: 1 / Float(batch))])
         }
+        let length = promptTokens + newTokens
+        // Kept steps spread over the generated part, as a question's 10–20 kept steps are.
+        let rows = (0..<packedSteps).map { promptTokens - 1 + ($0 * newTokens) / packedSteps }
+        let packed = TrainingSequence(tokens: randomTokens(length, vocab: vocab, seed: 77),
+                                      targets: rows.map { SupervisedTarget(row: $0, label: label, gradientScale: 1 / Float(packedSteps)) })
+        let plan = model.makePlan(tokens: max(tokens, length), targets: packedSteps)
+        var step = 0
+        func optimizerStep(_ sequences: [TrainingSequence]) throws {
+            adapter.zeroGradients()
+            for sequence in sequences {
+                _ = try model.forward(sequence, plan: plan, training: true)
+                model.backward(sequence, plan: plan)
+            }
+            step += 1
+            adamWUpdate(params: adapter.parameters, grads: adapter.gradients, m: adapter.firstMoments,
+                        v: adapter.secondMoments, count: adapter.parameterCount, step: step,
+                        learningRate: 5e-5, settings: AdamWSettings())
+        }
+        return [
+            try measure("train step", "per-sample T=\(tokens)", "samples/s") {
+                Double(batch) / (try Self.time { try optimizerStep(single) })
+            },
+            try measure("train step", "packed \(packedSteps) steps T=\(length)", "samples/s") {
+                Double(packedSteps) / (try Self.time { try optimizerStep([packed]) })
+            },
+        ]
     }
 }

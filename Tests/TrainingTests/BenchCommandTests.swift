@@ -22,7 +22,9 @@ import Testing
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["bench", "--model", directory.appendingPathComponent("model").path, "--layers", "1",
                              "--repeats", "2", "--batch-sizes", "1,3", "--prompt-tokens", "6", "--new-tokens", "3",
-                             "--gemm-size", "64", "--json", json.path]
+                             "--gemm-size", "64", "--json", json.path,
+                             "--amateur", directory.appendingPathComponent("model").path, "--sample-batch", "2",
+                             "--train-tokens", "8", "--packed-steps", "2"]
         var environment = ProcessInfo.processInfo.environment
         environment["OPENBLAS_NUM_THREADS"] = "1"
         process.environment = environment
@@ -38,7 +40,7 @@ import Testing
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [String: Any]
         let results = report?["results"] as? [[String: Any]] ?? []
         let tests = Set(results.compactMap { $0["test"] as? String })
-        #expect(tests == ["sgemm", "linear", "prefill", "greedy decode", "one-pass score", "train fwd+bwd"])
+        #expect(tests == ["sgemm", "linear", "prefill", "greedy decode", "one-pass score", "sample one-pass", "train step"])
         #expect(results.allSatisfy { (($0["samples"] as? [Double])?.count ?? 0) == 2 })
         #expect((report?["peakResidentBytes"] as? Int ?? 0) > 0)
     }

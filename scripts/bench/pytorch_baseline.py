@@ -1,22 +1,25 @@
 #!/usr/bin/env python3
-"""PyTorch/HF baseline for `lightreasoner bench`, same shapes, random weights (nothing downloaded).
+"""PyTorch/HF baseline for `lightreasoner bench`: same shapes, random weights (nothing downloaded).
 
-Measures on CPU (or --device cuda):
-  sgemm      GFLOP/s, square S^3 and decode shapes M=1/8/64 x K=1536 x N=8960 (x @ W.T)
-  prefill    tok/s, one prompt
-  sample     the original LightReasoner sampling loop: expert greedy, one token at a time, B=1, with the
-             amateur re-run on the same prefix each step (the per-step two-model forward)
-  decode     batched greedy decode tok/s at each --batch-sizes (expert, KV cache)
-  score      batched one-pass amateur scoring: full sequences in one forward, logits at the new positions
-  train      HF + PEFT LoRA (r 8, alpha 16, q_proj+v_proj, dropout 0.05) forward+backward samples/s
-Prints a markdown table (mean ± sd over --repeats after one warm-up) and optionally --json.
+Tests (--tests, comma list) and the result rows they produce (test, shape, unit):
+  gemm      ("sgemm", "S³", "GFLOP/s")                        square x @ y.T, S = --gemm-size
+  prefill   ("prefill", "B=1 T=P", "tok/s")                   one prompt through the expert
+  original  ("sample original", "B=1 P=.. N=..", "s/question") LightReasoner's LightR_sampling.py for one
+            question: expert HF generate, then the amateur re-run on every prefix in --amateur-batch chunks
+  onepass   ("sample one-pass", "B=.. P=.. N=..", "s/question") batched expert generate, then ONE amateur
+            forward over the full sequences, logits at the N generated positions
+  decode    ("greedy decode", "B=b", "tok/s")                 N cached decode steps after a prefill of b prompts
+  train     ("train step", "per-sample T=..", "samples/s")    HF + PEFT LoRA step (forward, backward, AdamW)
+Each row is the mean ± sd over --repeats timed runs after one warm-up. Prints a markdown table; --json
+writes the rows plus peak RSS. --layers N cuts both models to their first N layers (marked CUT).
 
-Usage: python scripts/bench/pytorch_baseline.py --shape qwen2.5-math-1.5b --layers 4 --repeats 3
+Usage: python scripts/bench/pytorch_baseline.py --layers 1 --prompt-tokens 16 --new-tokens 8 --tests gemm,onepass
 Needs: torch, transformers, peft (for train).
 """
-import argparse, json, statistics, time
+import argparse, json, math, resource, statistics, time
 
 import torch
+import torch.nn.functional as F
 
 SHAPES = {
     "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -29,11 +32,9 @@ SHAPES = {
                             num_key_value_heads=4, vocab_size=152064, rope_theta=1e4, tie_word_embeddings=False,
                             max_position_embeddings=4096),
 }
-
-
-def measure(fn, repeats):
-    fn()
-    return [fn() for _ in range(repeats)]
+TEXT_VOCAB = 151643  # ids below this are ordinary tokens; 151643 is <|endoftext|> (Qwen's pad token)
+PAD = 151643
+ALPHA, BETA = 0.2, 0.4  # plausibility factor and KL threshold of LightR_sampling.py
 
 
 def timed(fn, device):
@@ -46,145 +47,232 @@ def timed(fn, device):
     return time.perf_counter() - t
 
 
+def measure(fn, repeats, warmup=None):
+    """One warm-up (a cheaper `warmup` where a full run would double a long test), then `repeats` samples."""
+    (warmup or fn)()
+    return [fn() for _ in range(repeats)]
+
+
 def build(shape, layers, dtype, device, seed=1):
     from transformers import Qwen2Config, Qwen2ForCausalLM
     kw = dict(SHAPES[shape])
     full = kw["num_hidden_layers"]
     if layers:
         kw["num_hidden_layers"] = min(layers, full)
-    cfg = Qwen2Config(**kw, hidden_act="silu", rms_norm_eps=1e-6, use_sliding_window=False, eos_token_id=151643)
+    cfg = Qwen2Config(**kw, hidden_act="silu", rms_norm_eps=1e-6, use_sliding_window=False,
+                      eos_token_id=PAD, pad_token_id=PAD)
     torch.manual_seed(seed)
     with torch.device(device):
         model = Qwen2ForCausalLM(cfg).to(dtype)
+    # generate() fills unset options from here: without an eos it never stops early and no processor
+    # masks the eos logit to -inf (which would make the full-vocab KL NaN), so scores stay raw logits.
+    model.generation_config.eos_token_id = None
     model.eval()
     return model, full
 
 
+def greedy_config(n, **outputs):
+    """Greedy for exactly n tokens: with no eos the generation cannot stop early (random weights would
+    otherwise hit <|endoftext|> at some point and shorten the run)."""
+    from transformers import GenerationConfig
+    return GenerationConfig(max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=None,
+                            pad_token_id=PAD, bos_token_id=None, use_cache=True, return_dict_in_generate=True,
+                            **outputs)
+
+
+def cached_forward(model):
+    """model(ids, cache) -> (last-position logits, cache); transformers 5.x renamed past_key_values to cache."""
+    import inspect
+    new = "cache" in inspect.signature(model.forward).parameters
+    def fwd(ids, cache=None):
+        kw = {"cache" if new else "past_key_values": cache} if cache is not None else {}
+        out = model(ids, use_cache=True, logits_to_keep=1, **kw)
+        return out.logits[:, -1], out.cache if new else out.past_key_values
+    return fwd
+
+
+def contrast_step(expert_logp, amateur_logp):
+    """One step of LightR_sampling.py: full-vocab KL(expert ‖ amateur), skip below β, else the
+    contrastive softmax of log p_E − log p_A over the plausible set {p_E ≥ α · max p_E}."""
+    v = min(expert_logp.size(0), amateur_logp.size(0))
+    le, la = expert_logp[:v], amateur_logp[:v]
+    kl = torch.sum(le.exp() * (le - la)).item()
+    if kl < BETA:
+        return None
+    mask = le >= le.max() + math.log(ALPHA)
+    weights = torch.softmax((le - la)[mask], -1)
+    return dict(token_ids=torch.nonzero(mask)[:, 0].tolist(), weights=weights.tolist(), kl=kl)
+
+
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--shape", default="qwen2.5-0.5b", choices=sorted(SHAPES))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shape", default="qwen2.5-math-1.5b", choices=sorted(SHAPES), help="expert shape")
     p.add_argument("--amateur-shape", default="qwen2.5-0.5b", choices=sorted(SHAPES))
-    p.add_argument("--layers", type=int)
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "f32"])
+    p.add_argument("--layers", type=int, help="keep only the first N layers of both models (CUT)")
+    p.add_argument("--dtype", default="f32", choices=["bf16", "f32"])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--batch-sizes", default="1,8,32,64,128")
-    p.add_argument("--prompt-tokens", type=int, default=128)
-    p.add_argument("--new-tokens", type=int, default=16)
-    p.add_argument("--gemm-size", type=int, default=2048)
-    p.add_argument("--tests", default="gemm,prefill,sample,decode,score,train")
+    p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int)
     p.add_argument("--json")
+    p.add_argument("--tests", default="gemm,prefill,original,onepass,decode,train")
+    p.add_argument("--prompt-tokens", type=int, default=100)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--sample-batch", type=int, default=8, help="questions per one-pass run")
+    p.add_argument("--amateur-batch", type=int, default=8,
+                   help="prefixes per amateur forward in `original` (the original's 64 runs out of memory "
+                        "at a 152k vocab on 24 GiB)")
+    p.add_argument("--decode-batch", default="128", help="batch size(s) for decode, comma list")
+    p.add_argument("--train-tokens", type=int, default=200)
+    p.add_argument("--train-batch", type=int, default=2)
+    p.add_argument("--train-steps", type=int, default=3, help="optimizer steps per timed train sample")
+    p.add_argument("--gemm-size", type=int, default=2048)
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     tests = set(a.tests.split(","))
+    unknown = tests - {"gemm", "prefill", "original", "onepass", "decode", "train"}
+    if unknown:
+        p.error(f"unknown tests: {', '.join(sorted(unknown))}")
     dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
     dev = a.device
+    P, N, B = a.prompt_tokens, a.new_tokens, a.sample_batch
     rows = []
 
     def add(test, shape, unit, samples):
         sd = statistics.stdev(samples) if len(samples) > 1 else 0.0
         rows.append(dict(test=test, shape=shape, unit=unit, mean=statistics.mean(samples), sd=sd, samples=samples))
+        print(f"  {test} {shape}: {statistics.mean(samples):.4g} {unit}", flush=True)
 
     if "gemm" in tests:
         s = a.gemm_size
         x, y = torch.randn(s, s, device=dev), torch.randn(s, s, device=dev)
         add("sgemm", f"{s}³", "GFLOP/s", measure(lambda: 2 * s**3 / timed(lambda: x @ y.T, dev) / 1e9, a.repeats))
-        w = torch.randn(8960, 1536, device=dev)
-        for m in (1, 8, 64):
-            xm = torch.randn(m, 1536, device=dev)
-            add("sgemm", f"M={m} K=1536 N=8960 f32", "GFLOP/s",
-                measure(lambda: 2 * m * 1536 * 8960 / timed(lambda: xm @ w.T, dev) / 1e9, a.repeats))
 
-    batches = [int(b) for b in a.batch_sizes.split(",")]
-    T, N = a.prompt_tokens, a.new_tokens
-    needs = tests & {"prefill", "sample", "decode", "score", "train"}
-    if needs:
-        expert, full = build(a.shape, a.layers, dtype, dev)
-        V = expert.config.vocab_size
+    full = SHAPES[a.shape]["num_hidden_layers"]
+    layers = min(a.layers, full) if a.layers else full
+    if tests - {"gemm"}:
+        expert, _ = build(a.shape, a.layers, dtype, dev)
         gen = torch.Generator().manual_seed(0)
-        tok = lambda b, t: torch.randint(0, 151643, (b, t), generator=gen).to(dev)
-
-        @torch.no_grad()
-        def prefill():
-            ids = tok(1, T)
-            return T / timed(lambda: expert(ids, use_cache=True).logits[:, -1], dev)
+        tok = lambda b, t: torch.randint(0, TEXT_VOCAB, (b, t), generator=gen).to(dev)
 
         if "prefill" in tests:
-            add("prefill", f"B=1 T={T}", "tok/s", measure(prefill, a.repeats))
+            @torch.no_grad()
+            def prefill():
+                ids = tok(1, P)
+                # logits_to_keep=1: lm_head only at the last position, as a prefill for generation needs.
+                return P / timed(lambda: expert(ids, use_cache=True, logits_to_keep=1).logits[:, -1], dev)
+            add("prefill", f"B=1 T={P}", "tok/s", measure(prefill, a.repeats))
 
-        if "sample" in tests:
+        amateur = None
+        if tests & {"original", "onepass"}:
             amateur, _ = build(a.amateur_shape, a.layers, dtype, dev, seed=2)
 
+        if "original" in tests:
             @torch.no_grad()
-            def original():
-                # The original algorithm: per step, expert and amateur each run the full prefix (no cache
-                # shared across steps for the amateur), the expert picks greedily, both distributions kept.
-                ids = tok(1, T)
+            def original(n=N):
+                # LightR_sampling.py for one question. The original works on text: it decodes each prefix
+                # and re-tokenises chat template + prefix; we use token ids directly (no tokenizer), which
+                # gives the same sequence lengths up to re-tokenisation effects.
+                prompt = tok(1, P)
+                samples = []
                 def run():
-                    nonlocal ids
-                    for _ in range(N):
-                        le = expert(ids).logits[:, -1].float()
-                        la = amateur(ids).logits[:, -1].float()
-                        _ = torch.log_softmax(le, -1) - torch.log_softmax(la, -1)
-                        ids = torch.cat([ids, le.argmax(-1, keepdim=True)], 1)
-                return N / timed(run, dev)
-            add("original sampling", f"B=1 expert+amateur", "tok/s", measure(original, a.repeats))
+                    out = expert.generate(prompt, attention_mask=torch.ones_like(prompt),
+                                          generation_config=greedy_config(n, output_scores=True))
+                    targets = out.sequences[0, P:]
+                    assert targets.numel() == n, targets.numel()
+                    expert_logp = [s[0].float().log_softmax(-1) for s in out.scores]
+                    prefixes = [torch.cat([prompt[0], targets[:s]]) for s in range(1, n)]
+                    amateur_logp = []
+                    for i in range(0, len(prefixes), a.amateur_batch):
+                        chunk = prefixes[i:i + a.amateur_batch]
+                        padded = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True, padding_value=PAD)
+                        logits = amateur(padded, attention_mask=(padded != PAD).long()).logits
+                        for j, c in enumerate(chunk):
+                            amateur_logp.append(logits[j, c.numel() - 1].float().log_softmax(-1))
+                    for step in range(1, n):
+                        samples.append(contrast_step(expert_logp[step], amateur_logp[step - 1]))
+                return timed(run, dev)
+            add("sample original", f"B=1 P={P} N={N}", "s/question",
+                measure(original, a.repeats, warmup=lambda: original(min(N, 4))))
 
-        for b in batches if "decode" in tests else []:
+        if "onepass" in tests:
+            @torch.no_grad()
+            def onepass(n=N):
+                prompts = tok(B, P)
+                def run():
+                    out = expert.generate(prompts, attention_mask=torch.ones_like(prompts),
+                                          generation_config=greedy_config(n, output_logits=True))
+                    assert out.sequences.shape == (B, P + n), out.sequences.shape
+                    expert_logp = torch.stack(out.logits, 1).float().log_softmax(-1)       # (B, n, V)
+                    # The token at position P+s is predicted at position P+s-1: hidden states of
+                    # prompt + generated[:-1], lm_head only at the n positions P-1 .. P+n-2.
+                    h = amateur.model(out.sequences[:, :P + n - 1]).last_hidden_state[:, P - 1:]
+                    amateur_logp = amateur.lm_head(h).float().log_softmax(-1)
+                    v = min(expert_logp.size(-1), amateur_logp.size(-1))
+                    le, la = expert_logp[..., :v], amateur_logp[..., :v]
+                    kl = (le.exp() * (le - la)).sum(-1)                                      # (B, n)
+                    plausible = le >= le.max(-1, keepdim=True).values + math.log(ALPHA)
+                    weights = torch.softmax((le - la).masked_fill(~plausible, -math.inf), -1)
+                    keep = (kl >= BETA).unsqueeze(-1) & plausible
+                    idx = keep.nonzero()                                  # (question, step, token id)
+                    return idx, weights[keep], kl
+                return timed(run, dev) / B
+            add("sample one-pass", f"B={B} P={P} N={N}", "s/question",
+                measure(onepass, a.repeats, warmup=lambda: onepass(min(N, 4))))
+        del amateur
+
+        fwd = cached_forward(expert)
+        for b in [int(x) for x in a.decode_batch.split(",")] if "decode" in tests else []:
             @torch.no_grad()
             def decode(b=b):
-                ids = tok(b, T)
-                out = expert(ids, use_cache=True)
-                past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+                logits, cache = fwd(tok(b, P))  # prefill, untimed
+                nxt = logits.argmax(-1, keepdim=True)
                 def run():
-                    nonlocal past, nxt
+                    nonlocal cache, nxt
                     for _ in range(N):
-                        o = expert(nxt, past_key_values=past, use_cache=True)
-                        past, nxt = o.past_key_values, o.logits[:, -1].argmax(-1, keepdim=True)
+                        logits, cache = fwd(nxt, cache)
+                        nxt = logits.argmax(-1, keepdim=True)
                 return b * N / timed(run, dev)
             add("greedy decode", f"B={b}", "tok/s", measure(decode, a.repeats))
 
-        for b in batches if "score" in tests else []:
-            @torch.no_grad()
-            def score(b=b):
-                ids = tok(b, T + N)
-                def run():
-                    h = expert.model(ids).last_hidden_state[:, T - 1:T + N - 1]
-                    expert.lm_head(h).float().log_softmax(-1)
-                return b * N / timed(run, dev)
-            add("one-pass score", f"B={b}", "pos/s", measure(score, a.repeats))
-
         if "train" in tests:
+            # Last: PEFT wraps the expert in place.
             from peft import LoraConfig, get_peft_model
             model = get_peft_model(expert, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05,
                                                       target_modules=["q_proj", "v_proj"]))
-            model.train()
-            ids = tok(1, T + N)
-            target = torch.softmax(torch.randn(1, 151643, generator=gen), -1).to(dev)
-            def step(samples=4):
-                def run():
-                    for _ in range(samples):
-                        logits = model(ids).logits[:, -1, :151643].float()
-                        loss = torch.nn.functional.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
-                        loss.backward()
-                return samples / timed(run, dev)
-            add("train fwd+bwd", f"per-sample T={T + N}", "samples/s", measure(step, a.repeats))
+            model.train()  # dropout on; gradient checkpointing stays off (HF default)
+            opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=5e-5)
+            T, TB = a.train_tokens, a.train_batch
+            ids = tok(TB, T)
+            label = torch.softmax(torch.randn(TB, TEXT_VOCAB, generator=gen), -1).to(dev)
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {dev}, dtype {a.dtype}"
-          + (f", {a.layers} of {full} layers (CUT)" if needs and a.layers and a.layers < full else ""))
+            def step():
+                # logits_to_keep=1: only the last position goes through lm_head (the loss needs no more).
+                logits = model(input_ids=ids, logits_to_keep=1).logits[:, -1, :TEXT_VOCAB].float()
+                loss = F.kl_div(logits.log_softmax(-1), label, reduction="batchmean")  # KL(label ‖ q)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+            def steps():
+                return TB * a.train_steps / timed(lambda: [step() for _ in range(a.train_steps)], dev)
+            add("train step", f"per-sample T={T}", "samples/s", measure(steps, a.repeats, warmup=step))
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    cut = layers < full
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {dev}, dtype {a.dtype}, "
+          f"expert {a.shape}, amateur {a.amateur_shape}"
+          + (f", {layers} of {full} layers (CUT)" if cut else ""))
     print("| test | shape | value | unit |\n|---|---|---:|---|")
     for r in rows:
-        print(f"| {r['test']} | {r['shape']} | {r['mean']:.2f} ± {r['sd']:.2f} | {r['unit']} |")
-    try:
-        import resource
-        print(f"| peak RSS | ru_maxrss | {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} | MiB |")
-    except ImportError:
-        pass
+        print(f"| {r['test']} | {r['shape']} | {r['mean']:.4g} ± {r['sd']:.2g} | {r['unit']} |")
+    print(f"| peak RSS | ru_maxrss | {peak / 2**20:.1f} | MiB |")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(dict(shape=a.shape, layers=a.layers, dtype=a.dtype, results=rows), f, indent=2)
+            json.dump(dict(shape=a.shape, amateur_shape=a.amateur_shape,
+                           layers=layers, full_layers=full,
+                           dtype=a.dtype, threads=torch.get_num_threads(), results=rows, peak_rss_bytes=peak),
+                      f, indent=2)
 
 
 if __name__ == "__main__":

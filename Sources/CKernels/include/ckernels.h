@@ -1,0 +1,23 @@
+#ifndef LR_CKERNELS_H
+#define LR_CKERNELS_H
+#include <stdint.h>
+
+/// Skinny matmul for decoding (few rows): y[i, n] (=|+=) sum_j x[i, j] * W[n, j] for rows i < m and
+/// weight rows n in [n_begin, n_end). W is (N, K) row-major f32, or BF16 bits widened in registers,
+/// so each weight is read from memory once per call whatever m is. x: (m, K) with row stride ldx;
+/// y: row stride ldy. Threads split [n_begin, n_end) between calls.
+void lr_skinny_f32(int m, int n_begin, int n_end, int k, const float *x, int ldx, const float *w,
+                   float *y, int ldy, int accumulate);
+void lr_skinny_bf16(int m, int n_begin, int n_end, int k, const float *x, int ldx, const uint16_t *w,
+                    float *y, int ldy, int accumulate);
+
+/// Which instruction set the kernels run with: "avx512f", "avx2+fma" or "portable".
+const char *lr_skinny_isa(void);
+
+/// The largest m the vector kernels take in one pass over W (more rows make several passes).
+int lr_skinny_max_rows(void);
+
+/// Caps the instruction set (2 avx512f, 1 avx2+fma, 0 portable) so tests can check every path.
+void lr_skinny_limit_isa(int level);
+
+#endif
