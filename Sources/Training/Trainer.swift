@@ -169,18 +169,32 @@ public final class Trainer {
     // MARK: data order
 
     /// The example used at position `g` of the training stream (epochs concatenated, a fresh seeded
-    /// permutation per epoch; file order with shuffle off).
+    /// permutation per epoch; file order with shuffle off). With `packing` the permutation moves whole
+    /// questions: each question's samples stay together in file (step) order, so a step's samples are
+    /// a few trajectories that pack into a few sequences.
     public func exampleIndex(stream g: Int) -> Int {
         let n = train.count, epoch = g / n
         guard options.shuffle else { return g % n }
         if permutation?.epoch != epoch {
             var rng = SplitMix64(seed: SplitMix64.mix(options.seed ^ 0xA076_1D64_78BD_642F) ^ UInt64(epoch))
-            var order = Array(0..<n)
-            for i in stride(from: n - 1, to: 0, by: -1) {
-                let j = Int(rng.next() % UInt64(i + 1))
-                order.swapAt(i, j)
+            func shuffled(_ count: Int) -> [Int] {
+                var order = Array(0..<count)
+                for i in stride(from: count - 1, to: 0, by: -1) {
+                    let j = Int(rng.next() % UInt64(i + 1))
+                    order.swapAt(i, j)
+                }
+                return order
             }
-            permutation = (epoch, order)
+            if packing {
+                var members: [String: [Int]] = [:], questions: [String] = []
+                for (index, example) in train.enumerated() {
+                    if members[example.questionID] == nil { questions.append(example.questionID) }
+                    members[example.questionID, default: []].append(index)
+                }
+                permutation = (epoch, shuffled(questions.count).flatMap { members[questions[$0]]! })
+            } else {
+                permutation = (epoch, shuffled(n))
+            }
         }
         return permutation!.order[g % n]
     }

@@ -69,6 +69,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Generated tokens per sequence (decode), scored positions per sequence (scoring).")
     var newTokens: Int = 16
 
+    @Option(help: "Generated tokens per sequence in the decode test (default: --new-tokens).")
+    var decodeTokens: Int?
+
     @Option(help: "Square sgemm size.")
     var gemmSize: Int = 2048
 
@@ -101,9 +104,11 @@ struct Bench: ParsableCommand {
         let enabled = Set(tests.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         let batches = batchSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard repeats >= 1 else { throw ValidationError("--repeats must be ≥ 1") }
-        guard warmup >= 0, sampleBatch >= 1, trainBatch >= 1, trainTokens >= 2, packedSteps >= 1,
-              packedSteps <= newTokens, promptTokens >= 1, newTokens >= 1 else {
-            throw ValidationError("--warmup ≥ 0, --sample-batch/--train-batch/--prompt-tokens/--new-tokens ≥ 1, --train-tokens ≥ 2, 1 ≤ --packed-steps ≤ --new-tokens")
+        guard warmup >= 0, sampleBatch >= 1, trainBatch >= 1, trainTokens >= 2, promptTokens >= 1, newTokens >= 1 else {
+            throw ValidationError("--warmup ≥ 0, --sample-batch/--train-batch/--prompt-tokens/--new-tokens ≥ 1, --train-tokens ≥ 2")
+        }
+        if enabled.contains("train"), !(1...newTokens).contains(packedSteps) {
+            throw ValidationError("--packed-steps \(packedSteps) must lie in 1...--new-tokens (\(newTokens)): the packed test supervises that many of the new tokens")
         }
         let runner = BenchRunner(repeats: repeats, warmup: warmup, promptTokens: promptTokens, newTokens: newTokens)
 
@@ -141,7 +146,11 @@ struct Bench: ParsableCommand {
         }
         if let decoder {
             if enabled.contains("prefill") { results.append(try runner.prefill(decoder)) }
-            if enabled.contains("decode") { for b in batches { results.append(try runner.decode(decoder, batch: b)) } }
+            if enabled.contains("decode") {
+                var decodeRunner = runner
+                decodeRunner.newTokens = decodeTokens ?? newTokens
+                for b in batches { results.append(try decodeRunner.decode(decoder, batch: b)) }
+            }
             if enabled.contains("score") { for b in batches { results.append(try runner.score(decoder, batch: b)) } }
             if let amateurDecoder { results.append(try runner.sample(expert: decoder, amateur: amateurDecoder, batch: sampleBatch)) }
             if enabled.contains("train") {

@@ -83,6 +83,7 @@ def main():
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--sample-batch", type=int, default=8)
     p.add_argument("--decode-batch", type=int, default=128)
+    p.add_argument("--decode-tokens", type=int, default=16, help="decode steps timed at --decode-batch")
     p.add_argument("--train-tokens", type=int, default=200)
     p.add_argument("--out", default="bench-results")
     p.add_argument("--skip-torch", action="store_true", help="reuse OUT/torch.json")
@@ -96,11 +97,11 @@ def main():
               "--sample-batch", str(B), "--train-tokens", str(T)]
     tail = (["--layers", str(a.layers)] if a.layers else []) + (["--threads", str(a.threads)] if a.threads else [])
     swift_cmd = [a.binary, "bench", "--shape", EXPERT, "--amateur-shape", AMATEUR, "--dtype", "f32",
-                 "--tests", "gemm,sample,decode,train", *common, "--batch-sizes", str(D),
+                 "--tests", "gemm,sample,decode,train", *common, "--batch-sizes", str(D), "--decode-tokens", str(a.decode_tokens),
                  "--json", str(out / "swift.json"), *tail]
     torch_cmd = [a.python, str(ROOT / "scripts/bench/pytorch_baseline.py"), "--shape", EXPERT,
                  "--amateur-shape", AMATEUR, "--dtype", "f32", "--tests", "gemm,original,onepass,decode,train",
-                 *common, "--decode-batch", str(D), "--json", str(out / "torch.json"), *tail]
+                 *common, "--decode-batch", str(D), "--decode-tokens", str(a.decode_tokens), "--json", str(out / "torch.json"), *tail]
 
     # Sequential on purpose: both use every core, so running them together would halve each.
     commands = []

@@ -122,6 +122,7 @@ def main():
                    help="prefixes per amateur forward in `original` (the original's 64 runs out of memory "
                         "at a 152k vocab on 24 GiB)")
     p.add_argument("--decode-batch", default="128", help="batch size(s) for decode, comma list")
+    p.add_argument("--decode-tokens", type=int, help="decode steps timed in `decode` (default: --new-tokens)")
     p.add_argument("--train-tokens", type=int, default=200)
     p.add_argument("--train-batch", type=int, default=2)
     p.add_argument("--train-steps", type=int, default=3, help="optimizer steps per timed train sample")
@@ -227,12 +228,13 @@ def main():
             def decode(b=b):
                 logits, cache = fwd(tok(b, P))  # prefill, untimed
                 nxt = logits.argmax(-1, keepdim=True)
+                steps = a.decode_tokens or N
                 def run():
                     nonlocal cache, nxt
-                    for _ in range(N):
+                    for _ in range(steps):
                         logits, cache = fwd(nxt, cache)
                         nxt = logits.argmax(-1, keepdim=True)
-                return b * N / timed(run, dev)
+                return b * steps / timed(run, dev)
             add("greedy decode", f"B={b}", "tok/s", measure(decode, a.repeats))
 
         if "train" in tests:
