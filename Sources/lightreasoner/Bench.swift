@@ -217,7 +217,8 @@ func truncated(_ d: Decoder, layers: Int) -> Decoder {
 func peakResidentBytes() -> Int? {
     guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
     for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+        // "VmHWM:\t  123 kB", and with no space after the tab once the value has 8 digits.
+        let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
         if parts.count >= 2, let kib = Int(parts[1]) { return kib * 1024 }
     }
     return nil
