@@ -36,53 +36,42 @@ static void skinny_portable(int m, int n0, int n1, int k, const float *x, int ld
 
 // One kernel per (ISA, M): M is a constant so the accumulators live in registers. R weight rows go
 // through together so each x load feeds R FMAs (measured on the 1.5B shape, B=8: R 1/2/4/8 gave
-// 83/102/139/166 tok/s). K_TILE can cut K so the x tile stays in L1; tiles of 256–1024 measured
-// slower than none, so it is off by default.
-#ifndef ROWS_PER_PASS
+// 83/102/139/166 tok/s; tiling K for L1 measured slower, so there is none).
 #define ROWS_PER_PASS(M) ((M) <= 10 ? 8 : 4)
-#endif
-#ifndef K_TILE
-#define K_TILE (1 << 30)
-#endif
 
 #define AVX512_KERNEL(M)                                                                             \
     __attribute__((target("avx512f"))) static void skinny512_##M(                                    \
         int n0, int n1, int k, const float *x, int ldx, const float *wf, const uint16_t *wb, float *y, \
         int ldy, int accumulate) {                                                                   \
         enum { R = ROWS_PER_PASS(M) };                                                               \
-        for (int k0 = 0; k0 < k; k0 += K_TILE) {                                                     \
-            int k1 = k - k0 < K_TILE ? k : k0 + K_TILE;                                              \
-            int add = accumulate || k0 > 0;                                                          \
-            for (int n = n0; n < n1; n += R) {                                                       \
-                int live = n1 - n < R ? n1 - n : R;                                                  \
-                __m512 acc[R][M];                                                                    \
-                for (int r = 0; r < R; r++)                                                          \
-                    for (int i = 0; i < M; i++) acc[r][i] = _mm512_setzero_ps();                     \
-                int j = k0;                                                                          \
-                for (; j + 16 <= k1; j += 16) {                                                      \
-                    __m512 w[R];                                                                     \
-                    for (int r = 0; r < R; r++) {                                                    \
-                        long row = (long)(r < live ? n + r : n) * k + j;                             \
-                        w[r] = wf ? _mm512_loadu_ps(wf + row)                                        \
-                                  : _mm512_castsi512_ps(_mm512_slli_epi32(                           \
-                                        _mm512_cvtepu16_epi32(                                       \
-                                            _mm256_loadu_si256((const __m256i *)(wb + row))),        \
-                                        16));                                                        \
-                    }                                                                                \
-                    for (int i = 0; i < M; i++) {                                                    \
-                        __m512 xv = _mm512_loadu_ps(x + (long)i * ldx + j);                          \
-                        for (int r = 0; r < R; r++) acc[r][i] = _mm512_fmadd_ps(w[r], xv, acc[r][i]); \
-                    }                                                                                \
+        for (int n = n0; n < n1; n += R) {                                                           \
+            int live = n1 - n < R ? n1 - n : R;                                                      \
+            __m512 acc[R][M];                                                                        \
+            for (int r = 0; r < R; r++)                                                              \
+                for (int i = 0; i < M; i++) acc[r][i] = _mm512_setzero_ps();                         \
+            int j = 0;                                                                               \
+            for (; j + 16 <= k; j += 16) {                                                           \
+                __m512 w[R];                                                                         \
+                for (int r = 0; r < R; r++) {                                                        \
+                    long row = (long)(r < live ? n + r : n) * k + j;                                 \
+                    w[r] = wf ? _mm512_loadu_ps(wf + row)                                            \
+                              : _mm512_castsi512_ps(_mm512_slli_epi32(                               \
+                                    _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(wb + row))), \
+                                    16));                                                            \
                 }                                                                                    \
-                for (int r = 0; r < live; r++) {                                                     \
-                    for (int i = 0; i < M; i++) {                                                    \
-                        float s = _mm512_reduce_add_ps(acc[r][i]);                                   \
-                        for (int t = j; t < k1; t++)                                                 \
-                            s += (wf ? wf[(long)(n + r) * k + t] : bf16_to_f32(wb[(long)(n + r) * k + t])) * \
-                                 x[(long)i * ldx + t];                                               \
-                        float *out = y + (long)i * ldy + n + r;                                      \
-                        *out = add ? *out + s : s;                                                   \
-                    }                                                                                \
+                for (int i = 0; i < M; i++) {                                                        \
+                    __m512 xv = _mm512_loadu_ps(x + (long)i * ldx + j);                              \
+                    for (int r = 0; r < R; r++) acc[r][i] = _mm512_fmadd_ps(w[r], xv, acc[r][i]);    \
+                }                                                                                    \
+            }                                                                                        \
+            for (int r = 0; r < live; r++) {                                                         \
+                for (int i = 0; i < M; i++) {                                                        \
+                    float s = _mm512_reduce_add_ps(acc[r][i]);                                       \
+                    for (int t = j; t < k; t++)                                                      \
+                        s += (wf ? wf[(long)(n + r) * k + t] : bf16_to_f32(wb[(long)(n + r) * k + t])) * \
+                             x[(long)i * ldx + t];                                                   \
+                    float *out = y + (long)i * ldy + n + r;                                          \
+                    *out = accumulate ? *out + s : s;                                                \
                 }                                                                                    \
             }                                                                                        \
         }                                                                                            \

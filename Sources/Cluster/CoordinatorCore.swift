@@ -108,7 +108,9 @@ public final class CoordinatorCore {
     private var joinedNames = Set<String>()
 
     public init(config: CoordinatorConfig, questions: [Question], committedIDs: Set<String>) throws {
-        precondition(config.shardSize > 0)
+        guard config.shardSize > 0 else {
+            throw ClusterError.usage("shard size \(config.shardSize) must be at least 1; hint: --shard-size")
+        }
         self.config = config
         self.questions = questions
         settingsSHA256 = try SettingsDigest.canonical(config.settings).sha256

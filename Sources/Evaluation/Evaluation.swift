@@ -11,6 +11,7 @@ public enum EvaluationError: Error, CustomStringConvertible, Equatable {
     case unrecognizedFormat(file: String, fields: [String])
     case emptyDataset(String)
     case missingRun(String)
+    case invalidSetting(String)
 
     public var description: String {
         switch self {
@@ -27,6 +28,8 @@ public enum EvaluationError: Error, CustomStringConvertible, Equatable {
             return "dataset '\(name)' has no examples"
         case let .missingRun(path):
             return "\(path): not an eval output directory (no summary.json)"
+        case let .invalidSetting(text):
+            return text
         }
     }
 }

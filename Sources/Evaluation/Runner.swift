@@ -116,7 +116,9 @@ public final class EvalRunner {
     /// items and its generation timing.
     public func run(_ examples: [EvalExample], maxNewTokens: Int, batchSize: Int, tokenBudget: Int = 2048,
                     onBatch: (_ items: [ItemResult], _ stats: GenerationStats) throws -> Void) throws {
-        precondition(batchSize >= 1 && maxNewTokens >= 1)
+        guard batchSize >= 1, maxNewTokens >= 1 else {
+            throw EvaluationError.invalidSetting("batch size (\(batchSize)) and max new tokens (\(maxNewTokens)) must be at least 1; hint: --batch-size / --max-new-tokens")
+        }
         var start = 0
         while start < examples.count {
             let batch = Array(examples[start..<min(start + batchSize, examples.count)])

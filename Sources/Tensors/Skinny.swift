@@ -17,6 +17,9 @@ public enum Skinny {
     public enum Weights {
         case f32(UnsafePointer<Float>)
         case bf16(UnsafePointer<UInt16>)
+
+        var f32: UnsafePointer<Float>? { if case let .f32(p) = self { p } else { nil } }
+        var bf16: UnsafePointer<UInt16>? { if case let .bf16(p) = self { p } else { nil } }
     }
 
     /// out: rows of stride ldOut; x: (M, K) dense; W: (N, K).
@@ -26,18 +29,13 @@ public enum Skinny {
         // Blocks of 64 weight rows keep the split even and every block's output rows cache-friendly.
         let blocks = (n + 63) / 64
         let acc: Int32 = accumulate ? 1 : 0
-        switch weights {
-        case let .f32(w):
-            let wShared = SharedPointer(w)
-            Parallel.forEach(blocks) { b in
-                lr_skinny_f32(Int32(m), Int32(b * 64), Int32(min(n, b * 64 + 64)), Int32(k), xShared.base, Int32(k),
-                              wShared.base, outShared.base, Int32(ldOut), acc)
-            }
-        case let .bf16(w):
-            let wShared = SharedPointer(w)
-            Parallel.forEach(blocks) { b in
-                lr_skinny_bf16(Int32(m), Int32(b * 64), Int32(min(n, b * 64 + 64)), Int32(k), xShared.base, Int32(k),
-                               wShared.base, outShared.base, Int32(ldOut), acc)
+        let f32 = weights.f32.map(SharedPointer.init), bf16 = weights.bf16.map(SharedPointer.init)
+        Parallel.forEach(blocks) { b in
+            let (first, end) = (Int32(b * 64), Int32(min(n, b * 64 + 64)))
+            if let f32 {
+                lr_skinny_f32(Int32(m), first, end, Int32(k), xShared.base, Int32(k), f32.base, outShared.base, Int32(ldOut), acc)
+            } else if let bf16 {
+                lr_skinny_bf16(Int32(m), first, end, Int32(k), xShared.base, Int32(k), bf16.base, outShared.base, Int32(ldOut), acc)
             }
         }
     }

@@ -271,13 +271,13 @@ struct BenchRunner {
         let bits = UnsafeMutablePointer<UInt16>.allocate(capacity: n * k)
         defer { bits.deallocate() }
         narrowToBF16(w, bits, count: n * k)
-        let scratch = WidenScratch(capacity: Int(ProcessInfo.processInfo.environment["LR_WIDEN_FLOATS"] ?? "") ?? (1 << 22))
+        let scratch = WidenScratch()
         for m in [1, 8, 64] {
             let x = filled(m * k), out = filled(m * n)
             defer { x.deallocate(); out.deallocate() }
             let flops = 2.0 * Double(m) * Double(k) * Double(n)
             let f32 = WeightMatrix(storage: .f32(w), rows: n, columns: k)
-            results.append(measure("sgemm", "M=\(m) K=\(k) N=\(n) f32", "GFLOP/s") {
+            results.append(measure("linear", "M=\(m) K=\(k) N=\(n) f32", "GFLOP/s") {
                 flops / Self.time { linearForward(out: out, x: x, weight: f32, rows: m, scratch: scratch) } / 1e9
             })
             if dtype.lowercased() == "bf16" {
