@@ -32,6 +32,8 @@ let package = Package(
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         .target(name: "Tokenizer"),
         .target(name: "Models", dependencies: ["Tensors", "SafeTensors"]),
+        // GGUF reading, dequantisation and conversion to an HF directory (`lightreasoner convert`).
+        .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "Contrast", dependencies: ["Tensors", "Models", "Tokenizer"]),
         .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast"]),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim", "Contrast", "Models", "Tokenizer"]),
@@ -40,7 +42,7 @@ let package = Package(
         .target(name: "RunConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
 
         .executableTarget(name: "lightreasoner", dependencies: [
-            "Tensors", "SafeTensors", "Tokenizer", "Models", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig",
+            "Tensors", "SafeTensors", "Tokenizer", "Models", "GGUF", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -54,6 +56,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensors"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors", "Tensors", "TestSupport"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Models", "SafeTensors", "Tensors", "Tokenizer", "TestSupport"]),
         .testTarget(name: "ContrastTests", dependencies: ["Contrast"]),
         .testTarget(name: "SamplingTests", dependencies: ["Contrast", "Models", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "SafeTensors", "Tensors", "Contrast"]),

@@ -12,7 +12,7 @@ struct LightReasoner: ParsableCommand {
         Start with `lightreasoner inspect --model models/tiny-expert`. Every command runs without a \
         network or Python; models are Hugging Face directories (config.json, *.safetensors, tokenizer files).
         """,
-        subcommands: [Inspect.self, Tokenize.self, Generate.self, Sample.self, CoordinatorCommand.self, SamplerCommand.self, KeygenCommand.self, Train.self, Merge.self, Eval.self, Run.self, Report.self, Bench.self])
+        subcommands: [Inspect.self, Tokenize.self, Convert.self, Generate.self, Sample.self, CoordinatorCommand.self, SamplerCommand.self, KeygenCommand.self, Train.self, Merge.self, Eval.self, Run.self, Report.self, Bench.self])
 }
 
 /// Options every command that loads a model shares.
