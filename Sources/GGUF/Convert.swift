@@ -306,7 +306,7 @@ public enum GGUFConverter {
                                progress: (Int, Int, String) -> Void = { _, _, _ in }) throws -> ConvertSummary {
         let g = try GGUFFile(path: path)
         let (header, mapped) = try plan(g)
-        let tokenizer = try TokenizerExport(file: g, header: header)
+        let tokenizer = try TokenizerExport(file: g)
         guard [.bf16, .f16, .f32].contains(options.dtype) else {
             throw GGUFError.unsupported(file: path, key: "dtype", value: options.dtype.rawValue, hint: "BF16, F16 or F32")
         }

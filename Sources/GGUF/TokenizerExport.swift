@@ -22,15 +22,17 @@ struct TokenizerExport {
     let types: [Int]
     let merges: [(String, String)]
     let pre: String
-    let header: GGUFModelHeader
+    let bosTokenID: Int?
+    let eosTokenID: Int?
+    let padTokenID: Int?
+    let contextLength: Int?
     let addBOS: Bool
     let unknownID: Int?
     let chatTemplate: String?
     let file: String
 
-    init(file g: GGUFFile, header: GGUFModelHeader) throws {
+    init(file g: GGUFFile) throws {
         file = g.path
-        self.header = header
         let model = try g.string("tokenizer.ggml.model")
         guard model == "gpt2" else {
             throw GGUFError.unsupported(file: g.path, key: "tokenizer.ggml.model", value: "\"\(model)\"",
@@ -62,6 +64,11 @@ struct TokenizerExport {
             return (String(parts[0]), String(parts[1]))
         }
         addBOS = try g.optionalBool("tokenizer.ggml.add_bos_token") ?? false
+        bosTokenID = try g.optionalInt("tokenizer.ggml.bos_token_id")
+        eosTokenID = try g.optionalInt("tokenizer.ggml.eos_token_id")
+        padTokenID = try g.optionalInt("tokenizer.ggml.padding_token_id")
+        let arch = try g.optionalString("general.architecture") ?? ""
+        contextLength = try g.optionalInt("\(arch).context_length")
         unknownID = try g.optionalInt("tokenizer.ggml.unknown_token_id")
         chatTemplate = g.metadata["tokenizer.chat_template"]?.stringValue
     }
@@ -80,16 +87,16 @@ struct TokenizerExport {
     }
 
     func tokenizerConfig() -> [String: Any] {
-        [
+        return [
             "add_bos_token": addBOS,
             "add_prefix_space": NSNull(),
             "backend": "tokenizers",
-            "bos_token": token(header.bosTokenID),
-            "eos_token": token(header.eosTokenIDs.first),
-            "pad_token": token(header.padTokenID),
+            "bos_token": token(bosTokenID),
+            "eos_token": token(eosTokenID),
+            "pad_token": token(padTokenID),
             "unk_token": token(unknownID),
             "clean_up_tokenization_spaces": false,
-            "model_max_length": header.contextLength,
+            "model_max_length": contextLength.map { $0 as Any } ?? NSNull(),
             "tokenizer_class": pre == "qwen2" ? "Qwen2Tokenizer" : "PreTrainedTokenizerFast",
         ]
     }

@@ -380,6 +380,9 @@ public final class Tokenizer: @unchecked Sendable {
         case "ByteLevel":
             return [.byteLevel(addPrefixSpace: p["add_prefix_space"]?.boolValue ?? true,
                                useRegex: p["use_regex"]?.boolValue ?? true)]
+        case "Digits":
+            // SmolLM / StarCoder: every digit (or every run of digits) is its own piece.
+            return [.digits(individual: p["individual_digits"]?.boolValue ?? false)]
         case "Split":
             guard let pattern = p["pattern"] else {
                 throw TokenizerError.missingKey(file: file, key: "\(key).pattern", hint: "Split needs {\"Regex\": ...}")
@@ -404,7 +407,7 @@ public final class Tokenizer: @unchecked Sendable {
             return [.split(known)]
         default:
             throw TokenizerError.unsupported(file: file, key: key, value: "pre-tokenizer '\(type)'",
-                                             hint: "supported: Sequence, Split (known regex, Isolated), ByteLevel")
+                                             hint: "supported: Sequence, Split (known regex, Isolated), Digits, ByteLevel")
         }
     }
 
@@ -501,6 +504,8 @@ public final class Tokenizer: @unchecked Sendable {
             switch step {
             case .split(let pattern):
                 splitPieces(b, s, pattern, st)
+            case .digits(let individual):
+                splitDigits(b, s, individual, st)
             case .byteLevel(let addPrefixSpace, let useRegex):
                 if addPrefixSpace {
                     // Rare: each piece not starting with a space gets one. Rebuild the buffer.
@@ -532,9 +537,35 @@ public final class Tokenizer: @unchecked Sendable {
         for step in steps {
             switch step {
             case .split(let p): splitPieces(b, s, p, st)
+            case .digits(let individual): splitDigits(b, s, individual, st)
             case .byteLevel(_, let useRegex): if useRegex { splitPieces(b, s, .gpt2, st) }
             }
         }
+    }
+
+    /// HF `Digits` (behavior Isolated): numeric scalars (\p{N}) apart from the rest, one piece
+    /// each when `individual`, else one piece per run.
+    private func splitDigits(_ b: UnsafeBufferPointer<UInt8>, _ s: Int, _ individual: Bool, _ st: EncodeState) {
+        st.ends2.removeAll(keepingCapacity: true)
+        var i = s
+        for end in st.ends {
+            while i < end {
+                let (c, n) = Scanner.cls(b, i)
+                var j = i + n
+                if c == .number {
+                    if !individual { j = Scanner.skip(b, j, end, .number) }
+                } else {
+                    while j < end {
+                        let (c2, n2) = Scanner.cls(b, j)
+                        if c2 == .number { break }
+                        j += n2
+                    }
+                }
+                st.ends2.append(j)
+                i = j
+            }
+        }
+        swap(&st.ends, &st.ends2)
     }
 
     private func splitPieces(_ b: UnsafeBufferPointer<UInt8>, _ s: Int, _ pattern: SplitPattern, _ st: EncodeState) {
@@ -694,6 +725,7 @@ enum Normalization: Sendable {
 
 enum PreTokenizerStep: Sendable, Equatable {
     case split(SplitPattern)
+    case digits(individual: Bool)
     case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
 }
 

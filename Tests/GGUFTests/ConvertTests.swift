@@ -128,7 +128,8 @@ struct ConvertTests {
 
 /// Opt-in: LIGHTREASONER_REAL_MODELS names the folder `scripts/real-models.sh` fills; the
 /// converted Qwen2.5-Coder-0.5B's tokenizer must give the hub tokenizer's ids (the committed
-/// Tests/Fixtures/tokenizers/qwen2, itself checked against HF) on every GSM8K test question.
+/// Tests/Fixtures/tokenizers/qwen2, itself checked against HF) on every GSM8K test question
+/// (`scripts/fixtures/gguf_fixtures.py --check-real` does the same with HF `tokenizers`).
 @Suite("GGUF real models (opt-in)")
 struct RealModelTests {
     static let folder = ProcessInfo.processInfo.environment["LIGHTREASONER_REAL_MODELS"]
@@ -139,7 +140,10 @@ struct RealModelTests {
         let ours = try Tokenizer(directory: model)
         let hub = try Tokenizer(directory: Repo.path("Tests/Fixtures/tokenizers/qwen2"))
         var questions: [String] = []
-        for line in try String(contentsOf: Repo.path("data/gsm8k/test.jsonl"), encoding: .utf8).split(separator: "\n") {
+        // The repo's GSM8K test split (all 1,319 once data/ ships it), or LIGHTREASONER_GSM8K_TEST.
+        let questionsFile = ProcessInfo.processInfo.environment["LIGHTREASONER_GSM8K_TEST"].map { URL(fileURLWithPath: $0) }
+            ?? Repo.path("data/gsm8k/test.jsonl")
+        for line in try String(contentsOf: questionsFile, encoding: .utf8).split(separator: "\n") {
             let row = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             if let q = row?["question"] as? String { questions.append(q) }
         }
@@ -152,5 +156,28 @@ struct RealModelTests {
         }
         #expect(mismatches == 0)
         #expect(ours.idCount == hub.idCount)
+    }
+}
+
+/// tokenizer.json written for the smollm and llama-bpe pre-tokenizers, loaded by our Tokenizer, against
+/// HF `tokenizers` with the hub's pre-tokenizer for each (gguf_fixtures.py).
+@Suite("GGUF tokenizer pre-tokenizers")
+struct TokenizerPreTests {
+    struct Case: Decodable { var text: String; var ids: [Int32] }
+
+    @Test(arguments: ["smollm", "llama-bpe"])
+    func idsEqualHF(pre: String) throws {
+        let cases = try JSONDecoder().decode([String: [Case]].self,
+                                             from: Data(contentsOf: ggufFixtures.appendingPathComponent("tokenizer-cases.json")))
+        let file = try GGUFFile(path: ggufFixtures.appendingPathComponent("tokenizer-\(pre).gguf").path)
+        let dir = try makeTemporaryDirectory("gguf-tok")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try TokenizerExport(file: file).write(to: dir)
+        let tokenizer = try Tokenizer(directory: dir)
+        let list = try #require(cases[pre])
+        #expect(list.count > 80)
+        for c in list {
+            #expect(tokenizer.encode(c.text) == c.ids, "\(pre): \(c.text.debugDescription)")
+        }
     }
 }
