@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Modules follow the data flow: C shims → Tensors → SafeTensors → Tokenizer/Models → … → CLI.
+// Modules follow the data flow: C shims → Tensors → SafeTensors → Tokenizer/Models → … → Pipeline → CLI.
 // Nothing lower imports anything higher.
 let package = Package(
     name: "lightreasoner",
@@ -28,26 +28,33 @@ let package = Package(
         // Skinny matmul kernels for decoding (run-time ISA dispatch, no compiler flags).
         .target(name: "CKernels"),
 
+        // SHA-256 for fingerprints, manifests and commit checksums; MPI for data-parallel training.
+        .target(name: "Digest"),
+        .target(name: "MPI", dependencies: ["CMPIShim"]),
+
         .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         .target(name: "Tokenizer"),
         .target(name: "Models", dependencies: ["Tensors", "SafeTensors"]),
         // GGUF reading, dequantisation and conversion to an HF directory (`lightreasoner convert`).
         .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors"]),
-        .target(name: "Contrast", dependencies: ["Tensors", "Models", "Tokenizer"]),
+        .target(name: "Contrast", dependencies: ["Tensors", "Models", "Tokenizer", "Digest"]),
         .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast"]),
-        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPIShim", "Contrast", "Models", "Tokenizer"]),
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "Digest", "Contrast", "Models", "Tokenizer"]),
         .target(name: "Evaluation", dependencies: ["Models", "Tokenizer"]),
         // YAML run configs for `lightreasoner run` (configs/*.yaml).
         .target(name: "RunConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
 
+        // The stages in sequence: sessions, run planning, the handoffs between stages, the report's readers.
+        .target(name: "Pipeline", dependencies: ["Digest", "MPI", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig"]),
+
         .executableTarget(name: "lightreasoner", dependencies: [
-            "Tensors", "SafeTensors", "Tokenizer", "Models", "GGUF", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig",
+            "Tensors", "SafeTensors", "Tokenizer", "Models", "GGUF", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig", "Pipeline", "Digest", "MPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // A tiny MPI program the tests launch under mpirun.
-        .executableTarget(name: "lr-mpi-selftest", dependencies: ["Cluster"]),
+        .executableTarget(name: "lr-mpi-selftest", dependencies: ["MPI"]),
 
         // Helpers shared by the test suites (paths, built binaries, child processes).
         .target(name: "TestSupport"),
@@ -64,5 +71,6 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "RunTests", dependencies: ["RunConfig", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Digest", "Cluster", "Contrast", "Training", "TestSupport"]),
     ]
 )

@@ -17,7 +17,8 @@
 #   THREADS    OpenBLAS threads per rank; keep PER_NODE × THREADS ≤ cores per host [cores / ranks on this host]
 #   BIND       process binding: none (default; safe when oversubscribed), core, socket, numa
 #   MODEL      expert model directory, same path on every host [models/tiny-expert]
-#   SAMPLES    sample files or directories (space separated) [Tests/Fixtures/reference/training/samples.jsonl]
+#   SAMPLES    sample files, `sample --out` folders or coordinator output folders (read through their
+#              manifest.json), space separated [Tests/Fixtures/reference/training/samples.jsonl]
 #   OUT        output directory on a file system every rank can write (each rank writes
 #              checkpoint-*/rank-<r>.json; rank 0 everything else) [runs/train-mpi]
 #   BATCH_SIZE ACCUMULATION   per rank; the global batch is NP × BATCH_SIZE × ACCUMULATION [2, 1]
@@ -48,6 +49,7 @@ THREADS=${THREADS:-$(( CORES / LOCAL > 0 ? CORES / LOCAL : 1 ))}
 if (( LOCAL * THREADS > CORES )); then
     echo "warning: $LOCAL ranks × $THREADS threads > $CORES cores on this host" >&2
 fi
+# Open MPI refuses root unless both are set (containers often run as root).
 if [[ $(id -u) == 0 ]]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi

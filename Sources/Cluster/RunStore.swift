@@ -80,7 +80,8 @@ public final class RunStore {
     public var journalDirectory: URL { directory.appendingPathComponent("journal") }
     public var attributionURL: URL { directory.appendingPathComponent("attribution.jsonl") }
     public var nodesURL: URL { directory.appendingPathComponent("nodes.json") }
-    public var manifestURL: URL { directory.appendingPathComponent("manifest.json") }
+    public static let manifestFileName = "manifest.json"
+    public var manifestURL: URL { directory.appendingPathComponent(Self.manifestFileName) }
 
     struct Attribution: Codable {
         let question_id: String
@@ -211,13 +212,8 @@ public final class RunStore {
         let data = (try? Data(contentsOf: journal.progressURL)) ?? Data()
         var index: [String: (start: Int, end: Int, records: Int)] = [:]
         var previous = 0
-        struct Progress: Decodable {
-            let question_id: String
-            let records: Int
-            let samples_bytes: Int
-        }
         for line in data.split(separator: UInt8(ascii: "\n")) {
-            let entry = try JSONDecoder().decode(Progress.self, from: Data(line))
+            let entry = try JSONDecoder().decode(DurableSampleLog.Progress.self, from: Data(line))
             if index[entry.question_id] == nil { index[entry.question_id] = (previous, entry.samples_bytes, entry.records) }
             previous = entry.samples_bytes
         }
@@ -283,5 +279,17 @@ public final class RunStore {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try Self.writeAtomically(try encoder.encode(manifest), to: manifestURL)
         return manifest
+    }
+}
+
+extension RunStore.Manifest {
+    /// The manifest.json of a finished coordinator output folder.
+    public static func read(from directory: URL) throws -> RunStore.Manifest {
+        let url = directory.appendingPathComponent(RunStore.manifestFileName)
+        do {
+            return try JSONDecoder().decode(RunStore.Manifest.self, from: Data(contentsOf: url))
+        } catch {
+            throw ClusterError.io("\(url.path) is not a coordinator manifest (\(error)); hint: rerun the coordinator with the same --out to rewrite it")
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Digest
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -22,7 +23,9 @@ public enum DurableLogError: Error, CustomStringConvertible {
 ///   progress.jsonl  one line per finished question: {"question_id", "records", "samples_bytes"}
 /// A question is committed when its progress line is durable; its records are fsynced before it.
 /// On open, anything after the last committed question (a torn or uncommitted tail) is cut off, so a
-/// rerun redoes exactly the questions that were not committed.
+/// rerun redoes exactly the questions that were not committed. Each commit is also checked against the
+/// samples it names (size, record count, SHA-256): from the first damaged commit on (a deleted, cut or
+/// edited samples.jsonl) the log is cut back to the last good commit and those questions are redone.
 public final class DurableSampleLog {
     public let directory: URL
     public var samplesURL: URL { directory.appendingPathComponent("samples.jsonl") }
@@ -31,16 +34,21 @@ public final class DurableSampleLog {
     public private(set) var recordCount = 0
     /// Bytes cut from samples.jsonl / progress.jsonl when opening (a crash's torn tail).
     public private(set) var recoveredBytes = 0
+    /// Committed questions dropped when opening because their samples were damaged (redone on this run).
+    public private(set) var damagedCommits = 0
     private var samplesFD: Int32 = -1
     private var progressFD: Int32 = -1
     private var samplesBytes = 0
     private let crashHook = CrashHook.fromEnvironment()
     private var commitsThisRun = 0
 
-    struct Progress: Codable {
-        let question_id: String
-        let records: Int
-        let samples_bytes: Int
+    /// One progress.jsonl line. `samples_sha256` covers this question's bytes of samples.jsonl (absent in
+    /// logs written before it existed).
+    public struct Progress: Codable, Sendable {
+        public let question_id: String
+        public let records: Int
+        public let samples_bytes: Int
+        public let samples_sha256: String?
     }
 
     public init(directory: URL) throws {
@@ -48,9 +56,8 @@ public final class DurableSampleLog {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let progressData = (try? Data(contentsOf: progressURL)) ?? Data()
         // Complete lines only; a line without its newline is a torn write.
-        var validProgressBytes = 0
+        var entries: [(entry: Progress, end: Int)] = []
         var lineNumber = 0
-        var start = progressData.startIndex
         let lines = progressData.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
         for (index, line) in lines.enumerated() {
             lineNumber += 1
@@ -63,19 +70,54 @@ public final class DurableSampleLog {
                 }
                 break
             }
-            finished.insert(entry.question_id)
-            recordCount += entry.records
-            samplesBytes = entry.samples_bytes
-            start = line.endIndex
-            validProgressBytes = start - progressData.startIndex + 1
+            entries.append((entry, line.endIndex - progressData.startIndex + 1))
         }
         samplesFD = try Self.open(samplesURL)
         progressFD = try Self.open(progressURL)
         let samplesSize = Int(lseek(samplesFD, 0, SEEK_END))
+        let good = try Self.verifiedPrefix(entries.map(\.entry), samplesFD: samplesFD, samplesSize: samplesSize)
+        damagedCommits = entries.count - good
+        var validProgressBytes = 0
+        for (entry, end) in entries.prefix(good) {
+            finished.insert(entry.question_id)
+            recordCount += entry.records
+            samplesBytes = entry.samples_bytes
+            validProgressBytes = end
+        }
         let cut = max(0, samplesSize - samplesBytes) + max(0, progressData.count - validProgressBytes)
         recoveredBytes = cut
         try truncate(samplesFD, to: samplesBytes, file: samplesURL)
         try truncate(progressFD, to: validProgressBytes, file: progressURL)
+    }
+
+    /// How many leading commits match samples.jsonl: in bounds, the named record count, the checksum.
+    private static func verifiedPrefix(_ entries: [Progress], samplesFD: Int32, samplesSize: Int) throws -> Int {
+        var offset = 0
+        guard lseek(samplesFD, 0, SEEK_SET) == 0 else { return 0 }
+        for (index, entry) in entries.enumerated() {
+            let length = entry.samples_bytes - offset
+            guard length >= 0, entry.samples_bytes <= samplesSize else { return index }
+            var segment = [UInt8](repeating: 0, count: length)
+            let read = segment.withUnsafeMutableBytes { raw in
+                var done = 0
+                while done < length {
+                    let n = Glibc.read(samplesFD, raw.baseAddress! + done, length - done)
+                    if n <= 0 { break }
+                    done += n
+                }
+                return done
+            }
+            guard read == length else { return index }
+            guard segment.lazy.filter({ $0 == UInt8(ascii: "\n") }).count == entry.records,
+                  length == 0 || segment.last == UInt8(ascii: "\n") else { return index }
+            if let expected = entry.samples_sha256 {
+                var hasher = SHA256()
+                segment.withUnsafeBytes { hasher.update($0) }
+                guard hasher.hexDigest() == expected else { return index }
+            }
+            offset = entry.samples_bytes
+        }
+        return entries.count
     }
 
     deinit {
@@ -124,7 +166,10 @@ public final class DurableSampleLog {
         try writeAll(samplesFD, payload, file: samplesURL)
         guard fsync(samplesFD) == 0 else { throw DurableLogError.io(file: samplesURL.path, operation: "fsync", code: errno) }
         samplesBytes += payload.count
-        var line = try JSONEncoder().encode(Progress(question_id: questionID, records: records.count, samples_bytes: samplesBytes))
+        var hasher = SHA256()
+        hasher.update(payload)
+        var line = try JSONEncoder().encode(Progress(question_id: questionID, records: records.count, samples_bytes: samplesBytes,
+                                                     samples_sha256: hasher.hexDigest()))
         line.append(UInt8(ascii: "\n"))
         try writeAll(progressFD, line, file: progressURL)
         guard fsync(progressFD) == 0 else { throw DurableLogError.io(file: progressURL.path, operation: "fsync", code: errno) }

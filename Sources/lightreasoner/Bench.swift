@@ -30,7 +30,7 @@ struct BenchReport: Codable {
     var peakResidentBytes: Int?
 }
 
-struct Bench: ParsableCommand {
+struct Bench: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Micro and model benchmarks (llama-bench style): sgemm, prefill, batched greedy decode, one-pass scoring, LoRA training.",
         discussion: """
@@ -99,10 +99,10 @@ struct Bench: ParsableCommand {
     @Option(help: "OpenBLAS threads (default: OPENBLAS_NUM_THREADS or all cores).")
     var threads: Int?
 
-    mutating func run() throws {
-        if let threads { Tensors.BLAS.threads = threads }
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    func validate() throws {
         let enabled = Set(tests.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-        let batches = batchSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard repeats >= 1 else { throw ValidationError("--repeats must be ≥ 1") }
         guard warmup >= 0, sampleBatch >= 1, trainBatch >= 1, trainTokens >= 2, promptTokens >= 1, newTokens >= 1 else {
             throw ValidationError("--warmup ≥ 0, --sample-batch/--train-batch/--prompt-tokens/--new-tokens ≥ 1, --train-tokens ≥ 2")
@@ -110,6 +110,12 @@ struct Bench: ParsableCommand {
         if enabled.contains("train"), !(1...newTokens).contains(packedSteps) {
             throw ValidationError("--packed-steps \(packedSteps) must lie in 1...--new-tokens (\(newTokens)): the packed test supervises that many of the new tokens")
         }
+    }
+
+    mutating func run() throws {
+        if let threads { Tensors.BLAS.threads = threads }
+        let enabled = Set(tests.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let batches = batchSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let runner = BenchRunner(repeats: repeats, warmup: warmup, promptTokens: promptTokens, newTokens: newTokens)
 
         var results: [BenchResult] = []

@@ -3,7 +3,7 @@ import Foundation
 import GGUF
 import Tensors
 
-struct Convert: ParsableCommand {
+struct Convert: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Convert a GGUF file (qwen2 or llama) into a Hugging Face model directory.",
         discussion: """
@@ -28,6 +28,8 @@ struct Convert: ParsableCommand {
 
     @Flag(help: "Replace a non-empty --out.")
     var force = false
+
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() throws {
         let stored: DType

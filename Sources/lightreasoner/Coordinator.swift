@@ -3,7 +3,7 @@ import Cluster
 import Contrast
 import Foundation
 
-struct CoordinatorCommand: ParsableCommand {
+struct CoordinatorCommand: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         commandName: "coordinator",
         abstract: "Distributed sampling: lease GSM8K shards to sampler nodes over ZeroMQ and merge their records.",
@@ -66,6 +66,8 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "File to write the bound endpoint to (default OUT/endpoint).")
     var endpointFile: String?
 
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
     func validate() throws {
         if shardSize < 1 { throw ValidationError("--shard-size must be at least 1") }
         if heartbeatMs < 10 { throw ValidationError("--heartbeat-ms must be at least 10") }
@@ -100,7 +102,7 @@ struct CoordinatorCommand: ParsableCommand {
     }
 }
 
-struct KeygenCommand: ParsableCommand {
+struct KeygenCommand: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         commandName: "keygen",
         abstract: "Make a run's CURVE keys for `coordinator --curve DIR` and `sampler --curve DIR`.",
@@ -119,6 +121,8 @@ struct KeygenCommand: ParsableCommand {
 
     @Flag(help: "Replace existing keys.")
     var force = false
+
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
         if clients < 1 { throw ValidationError("--clients must be at least 1") }

@@ -5,10 +5,14 @@ import Models
 import Tokenizer
 import Training
 
-struct Eval: ParsableCommand {
+struct Eval: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Benchmark accuracy with batched greedy generation, read and graded like the Qwen2.5-Math toolkit.",
+        usage: """
+        lightreasoner eval --model <model> --data <data> ... --out <out> [<options>]
+        lightreasoner eval --compare <run-a> <run-b>
+        """,
         discussion: """
         Datasets are the paper's seven — gsm8k, math, svamp, asdiv, minerva_math, olympiadbench, mmlu_stem \
         (or 'all') — read from the toolkit's layout under --data-dir (<dir>/<name>/test.jsonl; MATH from \
@@ -62,6 +66,8 @@ struct Eval: ParsableCommand {
 
     @OptionGroup var load: ModelLoadOptions
 
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
     func validate() throws {
         if model == nil {
             guard compare.count == 2 else {
@@ -71,9 +77,6 @@ struct Eval: ParsableCommand {
         }
         if data.isEmpty { throw ValidationError("give --data NAME|FILE (repeatable): \(Benchmark.allCases.map(\.rawValue).joined(separator: ", ")) or all") }
         if out == nil { throw ValidationError("give --out DIR") }
-        if let adapter, !FileManager.default.fileExists(atPath: userURL(adapter).appendingPathComponent("adapter_config.json").path) {
-            throw ValidationError("--adapter \(adapter): no adapter_config.json there (expected a PEFT adapter directory)")
-        }
         if compare.count > 1 { throw ValidationError("next to an evaluation, --compare takes one earlier run (the base)") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
         if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
@@ -85,22 +88,22 @@ struct Eval: ParsableCommand {
             try printComparison(userURL(compare[0]), userURL(compare[1]))
             return
         }
+        if let adapter, !FileManager.default.fileExists(atPath: userURL(adapter).appendingPathComponent("adapter_config.json").path) {
+            throw CommandFailure.missingInput("--adapter \(adapter): no adapter_config.json there",
+                                              hint: "give a PEFT adapter directory (what `lightreasoner train` writes to --out)")
+        }
         load.applyThreads()
         let dataDirectory = dataDir.map(userURL) ?? DatasetLoader.defaultDataDirectory()
         let names = data.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
             .flatMap { $0 == "all" ? Benchmark.allCases.map(\.rawValue) : [$0] }
         var datasets: [LoadedDataset] = []
         for name in names where !name.isEmpty {
-            do {
-                var dataset = try DatasetLoader.load(name, dataDirectory: dataDirectory)
-                if let limit { dataset.examples = Array(dataset.examples.prefix(limit)) }
-                guard !datasets.contains(where: { $0.name == dataset.name }) else {
-                    throw ValidationError("dataset '\(dataset.name)' given twice")
-                }
-                datasets.append(dataset)
-            } catch let error as EvaluationError {
-                throw ValidationError(error.description)
+            var dataset = try DatasetLoader.load(name, dataDirectory: dataDirectory)
+            if let limit { dataset.examples = Array(dataset.examples.prefix(limit)) }
+            guard !datasets.contains(where: { $0.name == dataset.name }) else {
+                throw ValidationError("dataset '\(dataset.name)' given twice")
             }
+            datasets.append(dataset)
         }
         let outURL = userURL(out!)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
@@ -189,12 +192,7 @@ struct Eval: ParsableCommand {
     }
 
     private func printComparison(_ a: URL, _ b: URL) throws {
-        let rows: [DatasetComparison]
-        do {
-            rows = try RunComparison.compare(a, b)
-        } catch let error as EvaluationError {
-            throw ValidationError(error.description)
-        }
+        let rows = try RunComparison.compare(a, b)
         var labelA = a.standardizedFileURL.lastPathComponent, labelB = b.standardizedFileURL.lastPathComponent
         if labelA == labelB || labelA.isEmpty || labelB.isEmpty { (labelA, labelB) = ("A", "B") }
         if rows.isEmpty { printError("no dataset is in both \(a.path) and \(b.path)") }

@@ -3,7 +3,7 @@ import Foundation
 import Models
 import Tokenizer
 
-struct Generate: ParsableCommand {
+struct Generate: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Greedy generation (raw logits, no sampling) for one or more prompts, decoded as one batch.",
         discussion: """
@@ -38,6 +38,8 @@ struct Generate: ParsableCommand {
     var verbose = false
 
     @OptionGroup var load: ModelLoadOptions
+
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
         if prompts.isEmpty && promptsFile == nil { throw ValidationError("give --prompt TEXT (repeatable) or --prompts-file FILE.jsonl") }
@@ -91,7 +93,8 @@ struct Generate: ParsableCommand {
             if trimmed.isEmpty { return nil }
             guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any],
                   let prompt = (object["question"] ?? object["prompt"]) as? String else {
-                throw ValidationError("\(url.path):\(index + 1): expected a JSON object with a \"question\" or \"prompt\" string")
+                throw CommandFailure.badInput("\(url.path):\(index + 1): expected a JSON object with a \"question\" or \"prompt\" string",
+                                              hint: "one object per line, e.g. {\"question\": \"…\"}")
             }
             return prompt
         }

@@ -5,7 +5,7 @@ import SafeTensors
 import Tensors
 import Tokenizer
 
-struct Inspect: ParsableCommand {
+struct Inspect: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a model directory's architecture, parameter count, dtypes, shard layout, memory plan and warnings.")
 
@@ -16,6 +16,8 @@ struct Inspect: ParsableCommand {
 
     @Flag(help: "Also list every tensor with dtype and shape.")
     var tensors = false
+
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() throws {
         let directory = userURL(model)

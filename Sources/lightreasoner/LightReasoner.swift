@@ -5,14 +5,43 @@ import Tensors
 
 @main
 struct LightReasoner: ParsableCommand {
+    /// Reported by `--version`.
+    static let version = "0.3.0"
+
     static let configuration = CommandConfiguration(
         commandName: "lightreasoner",
         abstract: "LightReasoner in Swift: contrastive expert/amateur sampling, LoRA fine-tuning, merge and evaluation on CPU nodes.",
         discussion: """
         Start with `lightreasoner inspect --model models/tiny-expert`. Every command runs without a \
         network or Python; models are Hugging Face directories (config.json, *.safetensors, tokenizer files).
+
+        Results go to stdout, diagnostics to stderr (--log-level, --quiet). A runtime error prints \
+        "error: …" and a "hint: …" line, without the usage. Exit status:
+        \(ExitStatus.table)
         """,
+        version: version,
         subcommands: [Inspect.self, Tokenize.self, Convert.self, Generate.self, Sample.self, CoordinatorCommand.self, SamplerCommand.self, KeygenCommand.self, Train.self, Merge.self, Eval.self, Run.self, Report.self, Bench.self])
+
+    /// Usage errors (parsing, `validate()`) print the usage and exit 64; runtime errors print the error and
+    /// its hint and exit with their `ExitStatus`.
+    static func main() {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            exit(withError: error)
+        }
+        LoggingOptions.bootstrap(level: (command as? LoggedCommand)?.logging.level ?? .info)
+        do {
+            try command.run()
+        } catch let error where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
+            // Help, usage errors and exit codes (some, like help requests, arrive from `run()`).
+            exit(withError: error)
+        } catch {
+            writeStandardError(errorMessage(error))
+            Foundation.exit(ExitStatus(for: error).rawValue)
+        }
+    }
 }
 
 /// Options every command that loads a model shares.

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Training
 
-struct Merge: ParsableCommand {
+struct Merge: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fold a PEFT LoRA adapter into its base model: W' = W + (lora_alpha/r)·B·A, saved as HF safetensors in the base dtype and sharding.")
 
@@ -14,6 +14,8 @@ struct Merge: ParsableCommand {
 
     @Option(help: "Output directory for the merged model (config and tokenizer files are copied).")
     var out: String
+
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() throws {
         let start = Date()

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import RunConfig
 
-struct Run: ParsableCommand {
+struct Run: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         abstract: "The whole job from a YAML config on one machine: sample → train → merge → eval (before and after).",
         discussion: """
@@ -12,10 +12,10 @@ struct Run: ParsableCommand {
         --set eval.data=gsm8k,math.
 
         Run directory (--run-dir, else run_dir in the config, else runs/<name>):
-          effective-config.yaml   the config after overrides; a rerun with different values is refused
-          samples/ train/ merged/ eval-base/ eval-tuned/   each stage's outputs (the stage commands' layouts)
-          logs/<stage>.log        each stage's output; logs/run.log the stage timings
-          run.json                per stage: ran or skipped, seconds; accuracies before and after
+        - effective-config.yaml: the config after overrides; a rerun with different values is refused
+        - samples/, train/, merged/, eval-base/, eval-tuned/: each stage's outputs (the stage commands' layouts)
+        - logs/<stage>.log: each stage's output; logs/run.log the stage timings
+        - run.json: per stage: ran or skipped, seconds; accuracies before and after
 
         Each stage runs as a child `lightreasoner <stage>` process. A stage whose output is complete is \
         skipped, so rerunning the same command after a crash continues: sampling skips finished questions, \
@@ -34,13 +34,10 @@ struct Run: ParsableCommand {
     @Flag(help: "Print the effective config and the plan (which stages would run), then exit.")
     var dryRun = false
 
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
     func run() throws {
-        var pipeline: PipelineConfig
-        do {
-            pipeline = try PipelineConfig.load(file: userURL(config), overrides: overrides)
-        } catch let error as ConfigError {
-            throw ValidationError(error.description)
-        }
+        var pipeline = try PipelineConfig.load(file: userURL(config), overrides: overrides)
         let runURL = userURL(runDir ?? pipeline.runDir ?? "runs/\(pipeline.name)")
         pipeline.runDir = runURL.path
         let fm = FileManager.default
@@ -54,7 +51,8 @@ struct Run: ParsableCommand {
             theirs.runDir = nil
             let changed = mine.differences(from: theirs)
             if !changed.isEmpty {
-                throw ValidationError("\(runURL.path) was started with another config; changed: \(changed.joined(separator: "; ")). Use a new --run-dir, or the same settings to continue.")
+                throw CommandFailure.refused("\(runURL.path) was started with another config; changed: \(changed.joined(separator: "; "))",
+                                             hint: "use a new --run-dir, or the same settings to continue")
             }
         }
         printError("lightreasoner run \(config) → \(runURL.path)")

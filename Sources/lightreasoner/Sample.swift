@@ -4,16 +4,16 @@ import Foundation
 import Models
 import Tokenizer
 
-struct Sample: ParsableCommand {
+struct Sample: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Contrastive sampling on one node: the expert generates greedily, the amateur scores the same prefixes, steps with KL ≥ β become soft labels.",
         discussion: """
         Output directory:
-          samples.jsonl   kept steps, the original's schema (prompt_id, step, prefix, tokens, token_ids,
-                          weights, kl_divergence) plus question_id and prefix_ids
-          progress.jsonl  one line per finished question (committed after its records are fsynced)
-          settings.json   the sampling settings; a rerun with different settings is refused
-          summary.json    questions, steps seen, kept, kept %, mean KL, wall time per model
+        - samples.jsonl: kept steps, the original's schema (prompt_id, step, prefix, tokens, token_ids, \
+        weights, kl_divergence) plus question_id and prefix_ids
+        - progress.jsonl: one line per finished question (committed after its records are fsynced)
+        - settings.json: the sampling settings; a rerun with different settings is refused
+        - summary.json: questions, steps seen, kept, kept %, mean KL, wall time per model
         A rerun continues where a crash stopped: finished questions are skipped, a torn tail is cut.
         """)
 
@@ -39,6 +39,8 @@ struct Sample: ParsableCommand {
 
     @OptionGroup var load: ModelLoadOptions
 
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
@@ -53,13 +55,16 @@ struct Sample: ParsableCommand {
         do {
             try checkVocabularyAlignment(expert: tokenizer, amateur: Tokenizer(directory: userURL(amateur)))
         } catch let error as SamplingError where allowVocabMismatch {
-            printError("warning: \(error)")
+            logger.warning("\(error)")
         }
 
         let outDirectory = userURL(out)
         try SettingsFile.checkOrWrite(settings, in: outDirectory)
         let log = try DurableSampleLog(directory: outDirectory)
         if log.recoveredBytes > 0 { printError("recovered: cut \(log.recoveredBytes) bytes of uncommitted tail from an earlier crash") }
+        if log.damagedCommits > 0 {
+            logger.warning("repaired: \(log.damagedCommits) committed question(s) no longer matched \(log.samplesURL.path) (deleted, cut or edited); cut back to the last good commit, they are sampled again")
+        }
 
         let questions = sampling.limit(try loadQuestions(file: userURL(data)))
         let todo = questions.filter { !log.finished.contains($0.id) }
@@ -138,7 +143,8 @@ enum SettingsFile {
         if let data = try? Data(contentsOf: url) {
             let previous = try JSONDecoder().decode(SamplingSettings.self, from: data)
             if previous != settings {
-                throw ValidationError("\(url.path) was written with different settings (\(String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\n", with: " "))); use a new --out directory or the same settings")
+                throw CommandFailure.refused("\(url.path) was written with other settings: \(fieldDifferences(previous, settings).joined(separator: "; "))",
+                                             hint: "use a new --out directory, or the same settings to continue")
             }
             return
         }

@@ -5,7 +5,7 @@ import Foundation
 import Models
 import Tokenizer
 
-struct SamplerCommand: ParsableCommand {
+struct SamplerCommand: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         commandName: "sampler",
         abstract: "A sampler node: loads the expert and amateur once, then samples shards leased by a coordinator until the run is done.",
@@ -49,6 +49,8 @@ struct SamplerCommand: ParsableCommand {
 
     @OptionGroup var load: ModelLoadOptions
 
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if waitSeconds <= 0 { throw ValidationError("--wait-seconds must be positive") }
@@ -66,7 +68,7 @@ struct SamplerCommand: ParsableCommand {
         do {
             try checkVocabularyAlignment(expert: tokenizer, amateur: Tokenizer(directory: amateurURL))
         } catch let error as SamplingError where allowVocabMismatch {
-            printError("warning: \(error)")
+            logger.warning("\(error)")
         }
         let host = ProcessInfo.processInfo.hostName
         let pid = Int(ProcessInfo.processInfo.processIdentifier)

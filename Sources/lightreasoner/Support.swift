@@ -1,8 +1,60 @@
+import ArgumentParser
 import Foundation
+import Logging
 
-/// Diagnostics go to stderr so stdout carries only results.
+/// Diagnostics go to stderr through this logger so stdout carries only results; `--log-level` and
+/// `--quiet` set its level. Created on first use, after `LoggingOptions.bootstrap()`.
+let logger = Logger(label: "lightreasoner")
+
+/// Progress and information (level info).
 func printError(_ text: String) {
+    logger.info("\(text)")
+}
+
+/// Whether info lines are shown (progress lines are skipped otherwise).
+var infoEnabled: Bool { logger.logLevel <= .info }
+
+/// Writes to stderr unconditionally (errors, and the log handler).
+func writeStandardError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// `--log-level` and `--quiet`, shared by every subcommand.
+struct LoggingOptions: ParsableArguments {
+    @Option(help: "The least severe diagnostics shown on stderr.")
+    var logLevel: Logger.Level = .info
+
+    @Flag(help: "Only warnings and errors on stderr (same as --log-level warning).")
+    var quiet = false
+
+    var level: Logger.Level { quiet ? max(logLevel, .warning) : logLevel }
+
+    static func bootstrap(level: Logger.Level) {
+        LoggingSystem.bootstrap { _ in StandardErrorLogHandler(logLevel: level) }
+    }
+}
+
+/// Commands with `@OptionGroup var logging: LoggingOptions`.
+protocol LoggedCommand {
+    var logging: LoggingOptions { get }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Plain lines: info as is, other levels prefixed with their name ("warning: …").
+struct StandardErrorLogHandler: LogHandler {
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?,
+             source: String, file: String, function: String, line: UInt) {
+        writeStandardError(level == .info ? "\(message)" : "\(level): \(message)")
+    }
 }
 
 func formatBytes(_ bytes: Int) -> String {
@@ -54,7 +106,7 @@ final class ProgressReporter {
 
     func update(done: Int, detail: String) {
         let now = Date()
-        guard isTerminal || now.timeIntervalSince(lastPrint) >= 5 || done == total else { return }
+        guard infoEnabled, isTerminal || now.timeIntervalSince(lastPrint) >= 5 || done == total else { return }
         lastPrint = now
         let elapsed = now.timeIntervalSince(start)
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
@@ -67,11 +119,29 @@ final class ProgressReporter {
     }
 
     func finish() {
-        if isTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
+        if isTerminal, infoEnabled { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
 
 func formatDuration(_ seconds: Double) -> String {
     let s = Int(seconds.rounded())
     return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+}
+
+/// "key: old → new" for each top-level field whose encoding differs (for refusals that name every difference).
+func fieldDifferences<T: Encodable>(_ old: T, _ new: T) -> [String] {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys
+    func fields(_ value: T) -> [String: String] {
+        guard let data = try? encoder.encode(value),
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return [:] }
+        return object.mapValues { value in
+            (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]))
+                .map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
+        }
+    }
+    let a = fields(old), b = fields(new)
+    return Set(a.keys).union(b.keys).sorted().compactMap { key in
+        a[key] == b[key] ? nil : "\(key): \(a[key] ?? "absent") → \(b[key] ?? "absent")"
+    }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Tokenizer
 
-struct Tokenize: ParsableCommand {
+struct Tokenize: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Encode text with a Hugging Face tokenizer (tokenizer.json), optionally through its chat template.")
 
@@ -20,6 +20,8 @@ struct Tokenize: ParsableCommand {
 
     @Flag(help: "Print {\"ids\": [...], \"tokens\": [...]} as JSON.")
     var json = false
+
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() throws {
         let tokenizer = try Tokenizer(directory: userURL(self.tokenizer))

@@ -3,11 +3,13 @@ import Cluster
 import Contrast
 import Foundation
 import Models
+import MPI
+import Pipeline
 import Tensors
 import Tokenizer
 import Training
 
-struct Train: ParsableCommand {
+struct Train: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         abstract: "LoRA fine-tuning of the expert on contrastive soft labels (the original's LightR_finetuning.py).",
         discussion: """
@@ -17,10 +19,10 @@ struct Train: ParsableCommand {
         samples of an optimizer step.
 
         Output directory (--out):
-          adapter_config.json, adapter_model.safetensors: the final adapter (PEFT format, always written)
-          checkpoint-<step>/: adapter, optimizer.safetensors (AdamW moments), trainer_state.json
-          metrics.jsonl: one line per step (loss, grad_norm, lr, ms, samples_per_s, val_loss)
-          train_config.json: the settings and the dataset summary
+        - adapter_config.json, adapter_model.safetensors: the final adapter (PEFT format, always written)
+        - checkpoint-<step>/: adapter, optimizer.safetensors (AdamW moments), trainer_state.json
+        - metrics.jsonl: one line per step (loss, grad_norm, lr, ms, samples_per_s, val_loss)
+        - train_config.json: the settings and the dataset summary
 
         SIGTERM or Ctrl-C writes checkpoint-<step> of the completed steps and exits 0; continue with \
         --resume <that directory>. A checkpoint is written to .checkpoint-<step>.partial and renamed into \
@@ -38,7 +40,7 @@ struct Train: ParsableCommand {
     @Option(help: "Expert model directory (its tokenizer renders the prompts).")
     var model = "models/tiny-expert"
 
-    @Option(parsing: .upToNextOption, help: "Sample files (.jsonl) or directories (DIR/samples.jsonl).")
+    @Option(parsing: .upToNextOption, help: "Sample files (.jsonl), `sample --out` folders (their samples.jsonl), or coordinator output folders (the shards listed in manifest.json).")
     var samples: [String]
 
     @Option(help: "Output directory.")
@@ -139,6 +141,8 @@ struct Train: ParsableCommand {
 
     @OptionGroup var load: ModelLoadOptions
 
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
     func validate() throws {
         if packing, compatPadPosition { throw ValidationError("--packing cannot be combined with --compat-pad-position") }
         if let rank, rank < 1 { throw ValidationError("--rank must be at least 1") }
@@ -173,23 +177,38 @@ struct Train: ParsableCommand {
         }
         let link: MPITrainingLink
         do { link = MPITrainingLink(try MPICommunicator()) } catch {
-            printError("error: \(error)")
-            throw ExitCode.failure
+            writeStandardError(errorMessage(error))
+            throw ExitCode(ExitStatus(for: error).rawValue)
         }
         do {
             try train(communicator: link)
         } catch let error as RanksDisagree {
             // Every rank reached this point together: report and end cleanly.
-            printError("error (rank \(link.rank) of \(link.size)): \(error)")
+            writeStandardError("error (rank \(link.rank) of \(link.size)): \(error)")
             link.mpi.finalize()
-            throw ExitCode.failure
+            throw ExitCode(ExitStatus(for: error).rawValue)
         } catch {
-            printError("error (rank \(link.rank) of \(link.size)): \(error)")
-            if link.size > 1 { link.mpi.abort(code: 1) }
+            let status = ExitStatus(for: error).rawValue
+            writeStandardError(errorMessage(error).replacingOccurrences(of: "error: ", with: "error (rank \(link.rank) of \(link.size)): ", options: .anchored))
+            if link.size > 1 { link.mpi.abort(code: status) }
             link.mpi.finalize()
-            throw ExitCode.failure
+            throw ExitCode(status)
         }
         link.mpi.finalize()
+    }
+
+    /// Explicit --rank/--alpha/--targets must match the adapter being continued; every difference is named.
+    private func refuseLoRADifferences(_ config: LoRAConfig, of source: String, flag: String) throws {
+        var differences: [String] = []
+        if let rank, rank != config.rank { differences.append("--rank \(rank) vs r = \(config.rank)") }
+        if let alpha, alpha != config.alpha { differences.append("--alpha \(alpha) vs lora_alpha = \(config.alpha)") }
+        if let t = try parsedTargets(), Set(t) != Set(config.targets) {
+            differences.append("--targets \(t.map(\.rawValue).joined(separator: ",")) vs \(config.targets.map(\.rawValue).joined(separator: ","))")
+        }
+        guard differences.isEmpty else {
+            throw CommandFailure.refused("the adapter of \(source) differs from the flags: \(differences.joined(separator: "; "))",
+                                         hint: "drop those flags (\(flag) brings its own LoRA settings) or give matching values")
+        }
     }
 
     func train(communicator: MPITrainingLink?) throws {
@@ -204,11 +223,12 @@ struct Train: ParsableCommand {
         }
         let modelURL = userURL(model)
         let decoder = try Decoder(directory: modelURL, strict: load.strict)
-        decoder.checkpoint.warnings.forEach { printError("warning: \($0)") }
+        decoder.checkpoint.warnings.forEach { logger.warning("\($0)") }
         let tokenizer = try Tokenizer(directory: modelURL)
         let vb = tokenizer.baseVocabSize
         guard vb <= decoder.config.vocabSize else {
-            throw ValidationError("the tokenizer's base vocabulary (\(vb)) exceeds the model's \(decoder.config.vocabSize) rows")
+            throw CommandFailure.badInput("\(model): the tokenizer's base vocabulary (\(vb)) exceeds the model's \(decoder.config.vocabSize) embedding rows",
+                                          hint: "the tokenizer files belong to another model; use the model's own tokenizer.json")
         }
 
         // Data.
@@ -216,7 +236,7 @@ struct Train: ParsableCommand {
         dataOptions.maxLength = maxLength
         dataOptions.truncation = truncation
         dataOptions.prefixSource = prefixFrom
-        let files = try SampleData.resolve(samples.map { userURL($0).path })
+        let files = try SampleSources.files(samples.map { userURL($0).path })
         let records = try SampleData.readRecords(files)
         let (examples, report) = try SampleData.makeExamples(records, tokenizer: tokenizer, labelVocabulary: vb, options: dataOptions)
         let (train, validation) = SampleData.splitByQuestion(examples, fraction: validationFraction, seed: seed)
@@ -232,11 +252,7 @@ struct Train: ParsableCommand {
         let adapter: LoRAAdapter
         if let initAdapter {
             let loaded = try PEFTAdapter.load(directory: userURL(initAdapter), model: decoder.config)
-            if let rank, rank != loaded.config.rank { throw ValidationError("--rank \(rank) differs from the adapter's r = \(loaded.config.rank)") }
-            if let alpha, alpha != loaded.config.alpha { throw ValidationError("--alpha \(alpha) differs from the adapter's lora_alpha = \(loaded.config.alpha)") }
-            if let t = try parsedTargets(), Set(t) != Set(loaded.config.targets) {
-                throw ValidationError("--targets differ from the adapter's target_modules \(loaded.config.targets.map(\.rawValue))")
-            }
+            try refuseLoRADifferences(loaded.config, of: "\(initAdapter) (--init-adapter)", flag: "--init-adapter")
             var config = loaded.config
             config.dropout = dropout
             adapter = LoRAAdapter(config: config, model: decoder.config)
@@ -245,11 +261,7 @@ struct Train: ParsableCommand {
         } else if let resume {
             // The checkpoint's LoRA settings (dropout included); its weights are loaded by `resume` below.
             let config = try Trainer.readState(userURL(resume)).lora
-            if let rank, rank != config.rank { throw ValidationError("--rank \(rank) differs from the checkpoint's r = \(config.rank)") }
-            if let alpha, alpha != config.alpha { throw ValidationError("--alpha \(alpha) differs from the checkpoint's lora_alpha = \(config.alpha)") }
-            if let t = try parsedTargets(), Set(t) != Set(config.targets) {
-                throw ValidationError("--targets differ from the checkpoint's \(config.targets.map(\.rawValue))")
-            }
+            try refuseLoRADifferences(config, of: "\(resume) (--resume)", flag: "--resume")
             adapter = LoRAAdapter(config: config, model: decoder.config)
         } else {
             let config = LoRAConfig(rank: rank ?? 8, alpha: alpha ?? 16, dropout: dropout, targets: try parsedTargets() ?? [.q, .v])
@@ -295,7 +307,7 @@ struct Train: ParsableCommand {
             let state = try trainer.resume(from: userURL(resume), reshard: reshard)
             printError("resumed from \(resume) at step \(trainer.step)")
             if state.options != options {
-                printError("warning: the checkpoint was trained with other options (\(describeDifferences(state.options, options))); the data order and schedule follow this run's")
+                logger.warning("the checkpoint was trained with other options (\(describeDifferences(state.options, options))); the data order and schedule follow this run's")
             }
         }
         if myRank == 0 { try writeRunConfig(options: options, lora: adapter.config, data: dataOptions, report: report, to: outURL) }

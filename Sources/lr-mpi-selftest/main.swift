@@ -1,7 +1,7 @@
 // Launched by the tests under `mpirun -np N`: each rank contributes (rank+1)·[1,2,3,…] and checks the
 // all-reduced sum against the closed form, then prints one line. Exit status 0 means every rank agreed.
-import Cluster
 import Foundation
+import MPI
 #if canImport(Glibc)
 import Glibc
 #endif

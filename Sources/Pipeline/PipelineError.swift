@@ -1,0 +1,22 @@
+import Foundation
+
+/// Failures at the seams between stages; each names the file and how to fix it.
+public enum PipelineError: Error, CustomStringConvertible {
+    /// A coordinator folder without manifest.json: its merged shards are not written yet.
+    case incompleteCoordinatorRun(directory: String)
+    /// A shard disagrees with its manifest entry (size or SHA-256).
+    case damagedShard(file: String, reason: String)
+    /// A file could not be read.
+    case unreadable(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .incompleteCoordinatorRun(directory):
+            "\(directory) is a coordinator output without manifest.json, so its run has not finished; hint: let the coordinator finish (it writes the shards and manifest.json when every question is in), or rerun it with the same --out"
+        case let .damagedShard(file, reason):
+            "\(file): \(reason); hint: the shard changed after the coordinator wrote it; rerun the coordinator with the same --out to rewrite it from its journal"
+        case let .unreadable(path, reason):
+            "cannot read \(path): \(reason); hint: check the path and its permissions"
+        }
+    }
+}
