@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "MergeTests", dependencies: ["Training", "Models", "SafeTensors", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
-        .testTarget(name: "RunTests", dependencies: ["RunConfig", "TestSupport"]),
+        .testTarget(name: "RunTests", dependencies: ["RunConfig", "Pipeline", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Digest", "Cluster", "Contrast", "Training", "TestSupport"]),
     ]
 )

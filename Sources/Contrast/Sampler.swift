@@ -17,7 +17,9 @@ public struct SamplingSettings: Sendable, Codable, Equatable {
     public var alpha = 0.2
     public var beta = 0.4
     public var maxNewTokens = 128
-    public var systemPrompt = "Please reason step by step."
+    /// The system message of the ChatML prompt; recorded with the samples, and train renders the same.
+    public static let defaultSystemPrompt = "Please reason step by step."
+    public var systemPrompt = SamplingSettings.defaultSystemPrompt
     public var amateurInput = AmateurInput.ids
     public init() {}
 }

@@ -136,3 +136,18 @@ public struct SHA256: Sendable {
 extension UInt32 {
     @inline(__always) fileprivate func rotatedRight(_ count: UInt32) -> UInt32 { (self >> count) | (self << (32 - count)) }
 }
+
+extension SHA256 {
+    /// A file's SHA-256 and size, read in 1 MiB pieces so a large file is never loaded whole.
+    public static func ofFile(at url: URL) throws -> (hex: String, bytes: Int) {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        var bytes = 0
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            hasher.update(chunk)
+            bytes += chunk.count
+        }
+        return (hasher.hexDigest(), bytes)
+    }
+}

@@ -8,6 +8,8 @@ public enum PipelineError: Error, CustomStringConvertible {
     case damagedShard(file: String, reason: String)
     /// A file could not be read.
     case unreadable(path: String, reason: String)
+    /// An output was made with other inputs or settings than a rerun asks for; continuing would mix them.
+    case refused(output: String, differences: [String], hint: String)
 
     public var description: String {
         switch self {
@@ -15,6 +17,8 @@ public enum PipelineError: Error, CustomStringConvertible {
             "\(directory) is a coordinator output without manifest.json, so its run has not finished; hint: let the coordinator finish (it writes the shards and manifest.json when every question is in), or rerun it with the same --out"
         case let .damagedShard(file, reason):
             "\(file): \(reason); hint: the shard changed after the coordinator wrote it; rerun the coordinator with the same --out to rewrite it from its journal"
+        case let .refused(output, differences, hint):
+            "\(output) was made with other inputs: \(differences.joined(separator: "; ")); hint: \(hint)"
         case let .unreadable(path, reason):
             "cannot read \(path): \(reason); hint: check the path and its permissions"
         }

@@ -1,4 +1,5 @@
 import Cluster
+import Digest
 import Foundation
 import Training
 
@@ -21,6 +22,27 @@ public enum SampleSources {
         }
     }
 
+    /// The system prompt the samples were made with (a `sample` folder's settings.json, a coordinator
+    /// folder's manifest.json), for train to render the same prompt; nil when only plain files are given.
+    /// Sources made with different prompts are refused.
+    public static func recordedSystemPrompt(_ paths: [String]) throws -> String? {
+        var recorded: [(path: String, prompt: String)] = []
+        for path in paths {
+            let directory = URL(fileURLWithPath: path)
+            if FileManager.default.fileExists(atPath: directory.appendingPathComponent(RunStore.manifestFileName).path) {
+                recorded.append((path, try RunStore.Manifest.read(from: directory).settings.systemPrompt))
+            } else if let settings = SampleIdentity.recordedSettings(in: directory) {
+                recorded.append((path, settings.systemPrompt))
+            }
+        }
+        guard let first = recorded.first else { return nil }
+        guard recorded.allSatisfy({ $0.prompt == first.prompt }) else {
+            throw PipelineError.refused(output: "--samples", differences: recorded.map { "\($0.path): system prompt \($0.prompt.debugDescription)" },
+                                        hint: "train on samples made with one system prompt")
+        }
+        return first.prompt
+    }
+
     /// The shard files of a finished coordinator run, in question order, each verified.
     public static func shards(of directory: URL) throws -> [URL] {
         let manifest = try RunStore.Manifest.read(from: directory)
@@ -37,19 +59,9 @@ public enum SampleSources {
         }
     }
 
-    /// Streams the file (1 MiB reads), so a large shard is not loaded whole.
     static func sha256(of url: URL) throws -> (hex: String, bytes: Int) {
-        let handle: FileHandle
-        do { handle = try FileHandle(forReadingFrom: url) } catch {
+        do { return try SHA256.ofFile(at: url) } catch {
             throw PipelineError.unreadable(path: url.path, reason: (error as NSError).localizedDescription)
         }
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        var bytes = 0
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            hasher.update(chunk)
-            bytes += chunk.count
-        }
-        return (hasher.hexDigest(), bytes)
     }
 }

@@ -26,7 +26,7 @@ public struct DataOptions: Sendable, Codable, Equatable {
     public var prefixSource = PrefixSource.ids
     public var maxLength = 512
     public var truncation = Truncation.skip
-    public var systemPrompt = "Please reason step by step."
+    public var systemPrompt = SamplingSettings.defaultSystemPrompt
     public init() {}
 }
 

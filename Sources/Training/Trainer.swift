@@ -33,30 +33,6 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
     public var samplesPerStep: Int { batchSize * accumulation }
 }
 
-/// One optimizer step, as printed and appended to metrics.jsonl.
-public struct StepMetrics: Sendable, Codable, Equatable {
-    public var step: Int
-    public var totalSteps: Int
-    /// Mean KL over the step's samples.
-    public var loss: Double
-    /// ‖g‖₂ before clipping.
-    public var gradNorm: Double
-    public var clipCoefficient: Double
-    public var learningRate: Double
-    public var milliseconds: Double
-    public var samples: Int
-    public var tokens: Int
-    public var samplesPerSecond: Double
-    public var etaSeconds: Double
-    public var validationLoss: Double?
-
-    enum CodingKeys: String, CodingKey {
-        case step, totalSteps = "total_steps", loss, gradNorm = "grad_norm", clipCoefficient = "clip_coef"
-        case learningRate = "lr", milliseconds = "ms", samples, tokens, samplesPerSecond = "samples_per_s"
-        case etaSeconds = "eta_s", validationLoss = "val_loss"
-    }
-}
-
 public enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(step: Int, what: String, records: [Int], checkpoint: String?)
     case noExamples(String)
@@ -566,32 +542,6 @@ public struct TrainerState: Codable, Sendable {
         case globalStep = "global_step", options, lora, baseModel = "base_model", trainSamples = "train_samples"
         case validationSamples = "validation_samples", worldSize = "world_size", nextStream = "next_stream"
     }
-}
-
-/// metrics.jsonl: one line per step, appended and flushed.
-final class MetricsLog {
-    let handle: FileHandle
-    let encoder = JSONEncoder()
-
-    init(directory: URL) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let url = directory.appendingPathComponent("metrics.jsonl")
-        if !FileManager.default.fileExists(atPath: url.path) {
-            FileManager.default.createFile(atPath: url.path, contents: nil)
-        }
-        handle = try FileHandle(forWritingTo: url)
-        try handle.seekToEnd()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    }
-
-    func append(_ metrics: StepMetrics) throws {
-        var line = try encoder.encode(metrics)
-        line.append(UInt8(ascii: "\n"))
-        try handle.write(contentsOf: line)
-    }
-
-    deinit { try? handle.close() }
 }
 
 /// Turns SIGTERM (and SIGINT) into a flag the training loop polls, so it can write a checkpoint

@@ -8,6 +8,7 @@
 //   Optimizer.swift       AdamW, linear schedule, gradient norm and clipping
 //   Dataset.swift         samples.jsonl → model inputs (ChatML prompt + prefix), truncation, split
 //   PEFT.swift            adapter_config.json + adapter_model.safetensors, both ways
-//   Trainer.swift         the loop: data order, accumulation, metrics.jsonl, checkpoints, resume, SIGTERM
+//   Trainer.swift         the loop: data order, accumulation, checkpoints, resume, SIGTERM
+//   Metrics.swift         StepMetrics and metrics.jsonl (written and read by MetricsLog)
 //
 // Attention's backward lives beside its forward in Sources/Tensors/AttentionBackward.swift.

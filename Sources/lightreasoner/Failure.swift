@@ -86,6 +86,7 @@ extension ExitStatus {
         case let pipeline as PipelineError:
             switch pipeline {
             case .incompleteCoordinatorRun: self = .missingInput
+            case .refused: self = .refused
             case .damagedShard: self = .badInput
             case .unreadable: self = .ioError
             }

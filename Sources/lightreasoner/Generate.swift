@@ -1,4 +1,5 @@
 import ArgumentParser
+import Contrast
 import Foundation
 import Models
 import Tokenizer
@@ -23,7 +24,7 @@ struct Generate: ParsableCommand, LoggedCommand {
     var promptsFile: String?
 
     @Option(help: "System message for the chat template.")
-    var system = "Please reason step by step."
+    var system = SamplingSettings.defaultSystemPrompt
 
     @Flag(help: "Use the prompt text as is, without the chat template.")
     var raw = false

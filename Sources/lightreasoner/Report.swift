@@ -1,5 +1,8 @@
 import ArgumentParser
+import Contrast
+import Evaluation
 import Foundation
+import Pipeline
 
 struct Report: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
@@ -31,13 +34,14 @@ struct Report: ParsableCommand, LoggedCommand {
         var written: [String] = []
 
         // Training curves.
-        let metrics = readJSONLines(run.appendingPathComponent("train/metrics.jsonl"))
+        let directory = RunDirectory(run)
+        let metrics = directory.metrics()
         if !metrics.isEmpty {
-            let step = metrics.map { ($0["step"] as? Double) ?? Double(($0["step"] as? Int) ?? 0) }
-            let loss = metrics.map { number($0["loss"]) }
-            let grad = metrics.map { number($0["grad_norm"]) }
+            let step = metrics.map { Double($0.step) }
+            let loss = metrics.map { Optional($0.loss) }
+            let grad = metrics.map { Optional($0.gradNorm) }
             var series = [SVGChart.Series(name: "train loss", points: zip(step, loss).compactMap { x, y in y.map { (x, $0) } }, color: "#1f77b4")]
-            let validation = zip(step, metrics.map { number($0["val_loss"]) }).compactMap { x, y in y.map { (x, $0) } }
+            let validation = zip(step, metrics.map(\.validationLoss)).compactMap { x, y in y.map { (x, $0) } }
             if !validation.isEmpty { series.append(.init(name: "validation loss", points: validation, color: "#d62728", dots: true)) }
             try SVGChart.lines(title: "Training loss (KL to the soft labels)", xLabel: "step", series: series)
                 .write(to: outURL.appendingPathComponent("loss.svg"), atomically: true, encoding: .utf8)
@@ -53,19 +57,13 @@ struct Report: ParsableCommand, LoggedCommand {
         }
 
         // KL of kept steps (dropped steps are only counted by the sampler).
-        let samplesDir = run.appendingPathComponent("samples")
-        var sampleFiles = [samplesDir.appendingPathComponent("samples.jsonl")]
-        if let names = try? FileManager.default.contentsOfDirectory(atPath: samplesDir.path) {
-            sampleFiles += names.filter { $0.hasPrefix("samples-") && $0.hasSuffix(".jsonl") }.sorted().map { samplesDir.appendingPathComponent($0) }
-        }
-        let kl = sampleFiles.flatMap(readJSONLines).compactMap { number($0["kl_divergence"]) }
-        let samplingSummary = readJSON(samplesDir.appendingPathComponent("summary.json").path)
-        let settings = readJSON(samplesDir.appendingPathComponent("settings.json").path)
-        let beta = number(settings?["beta"]) ?? 0.4
+        let kl = directory.keptKL()
+        let beta = (directory.samplingSettings() ?? SamplingSettings()).beta
         if !kl.isEmpty {
             var dropped: Int?
-            if let seen = samplingSummary?["steps_seen_this_run"] as? Int, let kept = samplingSummary?["steps_kept_this_run"] as? Int,
-               kept == kl.count { dropped = seen - kept }
+            if let summary = directory.sampleSummary(), summary.stepsKeptThisRun == kl.count {
+                dropped = summary.stepsSeenThisRun - summary.stepsKeptThisRun
+            }
             try SVGChart.histogram(title: "KL(pE‖pA) per step: kept (≥ β) and dropped", values: kl, beta: beta, dropped: dropped)
                 .write(to: outURL.appendingPathComponent("kl.svg"), atomically: true, encoding: .utf8)
             written.append("kl.svg")
@@ -77,8 +75,8 @@ struct Report: ParsableCommand, LoggedCommand {
         }
 
         // Accuracy before and after.
-        let before = datasetAccuracies(run.appendingPathComponent("eval-base/summary.json"))
-        let after = datasetAccuracies(run.appendingPathComponent("eval-tuned/summary.json"))
+        let before = datasetAccuracies(directory.evalSummary("eval-base"))
+        let after = datasetAccuracies(directory.evalSummary("eval-tuned"))
         if !before.isEmpty || !after.isEmpty {
             let names = Array(Set(before.keys).union(after.keys)).sorted()
             try SVGChart.bars(title: "Accuracy before and after", groups: names, before: names.map { before[$0]?.0 }, after: names.map { after[$0]?.0 })
@@ -92,10 +90,10 @@ struct Report: ParsableCommand, LoggedCommand {
             }
             md += ["", "![accuracy](accuracy.svg)", ""]
         }
-        if let runJSON = readJSON(run.appendingPathComponent("run.json").path), let stages = runJSON["stages"] as? [[String: Any]] {
+        if let last = directory.history()?.invocations.last {
             md += ["## Stages (last `lightreasoner run`)", "", "| stage | status | seconds |", "|---|---|---:|"]
-            for s in stages {
-                md.append("| \(s["stage"] ?? "") | \(s["status"] ?? "") | \(number(s["seconds"]).map { String(format: "%.1f", $0) } ?? "–") |")
+            for s in last.stages {
+                md.append("| \(s.stage) | \(s.status) | \(s.seconds.map { String(format: "%.1f", $0) } ?? "–") |")
             }
             md.append("")
         }
@@ -104,33 +102,14 @@ struct Report: ParsableCommand, LoggedCommand {
         for name in written { print(outURL.appendingPathComponent(name).path) }
     }
 
-    func datasetAccuracies(_ url: URL) -> [String: (Double, Int)] {
-        guard let summary = readJSON(url.path), let datasets = summary["datasets"] as? [[String: Any]] else { return [:] }
+    func datasetAccuracies(_ summary: RunSummary?) -> [String: (Double, Int)] {
         var result: [String: (Double, Int)] = [:]
-        for d in datasets {
-            if let name = d["name"] as? String, let accuracy = number(d["accuracy"]) { result[name] = (accuracy, (d["count"] as? Int) ?? 0) }
-        }
+        for d in summary?.datasets ?? [] { result[d.name] = (d.accuracy, d.count) }
         return result
     }
 }
 
-private func number(_ any: Any?) -> Double? {
-    switch any {
-    case let d as Double: d
-    case let i as Int: Double(i)
-    case let n as NSNumber: n.doubleValue
-    default: nil
-    }
-}
-
 private func fmt(_ value: Double?) -> String { value.map { String(format: "%.4g", $0) } ?? "–" }
-
-func readJSONLines(_ url: URL) -> [[String: Any]] {
-    guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
-    return text.split(separator: "\n").compactMap { line in
-        (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
-    }
-}
 
 /// Hand-written SVG charts (no dependencies): line charts, a histogram, grouped bars.
 enum SVGChart {

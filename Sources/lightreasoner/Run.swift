@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Pipeline
 import RunConfig
 
 struct Run: ParsableCommand, LoggedCommand {
@@ -60,7 +61,13 @@ struct Run: ParsableCommand, LoggedCommand {
         if !dryRun { try pipeline.yaml().write(to: effectiveURL, atomically: true, encoding: .utf8) }
 
         let plan = RunPlan(config: pipeline, directory: runURL)
-        var record: [[String: Any]] = []
+        var record: [RunHistory.Stage] = []
+        let started = ISO8601DateFormatter().string(from: Date())
+        func appendHistory(_ seconds: Double) throws {
+            try RunHistory.append(.init(started: started, config: config, overrides: overrides, stages: record, seconds: seconds,
+                                        accuracyBefore: plan.run.accuracies("eval-base"), accuracyAfter: plan.run.accuracies("eval-tuned")),
+                                  in: runURL)
+        }
         let runLog = try LogFile(runURL.appendingPathComponent("logs/run.log"))
         runLog.write("== \(ISO8601DateFormatter().string(from: Date())) lightreasoner run \(config) \(overrides.map { "--set \($0)" }.joined(separator: " "))")
         let total = Date()
@@ -69,7 +76,7 @@ struct Run: ParsableCommand, LoggedCommand {
                 let line = "stage \(stage.name): skipped (\(reason))"
                 printError(line)
                 runLog.write(line)
-                record.append(["stage": stage.name, "status": "skipped", "reason": reason])
+                record.append(.init(stage: stage.name, status: "skipped", reason: reason))
                 continue
             }
             if dryRun {
@@ -82,6 +89,8 @@ struct Run: ParsableCommand, LoggedCommand {
             let status = try runStage(arguments, log: runURL.appendingPathComponent("logs/\(stage.name).log"))
             let seconds = Date().timeIntervalSince(start)
             guard status == 0 else {
+                record.append(.init(stage: stage.name, status: "failed", reason: "exit status \(status)", seconds: seconds))
+                try appendHistory(Date().timeIntervalSince(total))
                 runLog.write("stage \(stage.name): failed (exit \(status)) after \(String(format: "%.1f", seconds))s")
                 printError("stage \(stage.name) failed (exit status \(status)); see \(runURL.path)/logs/\(stage.name).log. Rerun the same command to continue.")
                 throw ExitCode(status)
@@ -95,16 +104,11 @@ struct Run: ParsableCommand, LoggedCommand {
             let line = String(format: "stage %@: done in %.1fs", stage.name, seconds)
             printError(line)
             runLog.write(line)
-            record.append(["stage": stage.name, "status": "ran", "seconds": seconds])
+            record.append(.init(stage: stage.name, status: "ran", seconds: seconds))
         }
         if dryRun { return }
-        var summary: [String: Any] = ["config": config, "overrides": overrides, "stages": record,
-                                      "seconds_this_invocation": Date().timeIntervalSince(total)]
-        let before = plan.accuracy(in: "eval-base"), after = plan.accuracy(in: "eval-tuned")
-        if let before { summary["accuracy_before"] = before }
-        if let after { summary["accuracy_after"] = after }
-        let data = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
-        try data.write(to: runURL.appendingPathComponent("run.json"), options: .atomic)
+        try appendHistory(Date().timeIntervalSince(total))
+        let before = plan.run.accuracies("eval-base"), after = plan.run.accuracies("eval-tuned")
         var result = "run complete: \(runURL.path)"
         for (label, values) in [("before", before), ("after", after)] {
             guard let values else { continue }
@@ -170,6 +174,7 @@ struct RunPlan {
 
     let config: PipelineConfig
     let directory: URL
+    var run: RunDirectory { RunDirectory(directory) }
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
@@ -184,10 +189,8 @@ struct RunPlan {
         let s = config.sample, t = config.train, e = config.eval, m = config.models
         var list: [Stage] = []
         list.append(Stage(name: "sample", complete: {
-            guard let summary = readJSON(path("samples/summary.json")),
-                  let done = summary["questions_done"] as? Int, let all = summary["questions_in_file"] as? Int, done >= all
-            else { return nil }
-            return "samples/summary.json: \(done) of \(all) questions done"
+            guard let summary = run.sampleSummary(), summary.complete else { return nil }
+            return "samples/summary.json: \(summary.questionsDone) of \(summary.questionsInFile) questions done"
         }, arguments: {
             var args = ["sample", "--expert", m.expert, "--amateur", m.amateur, "--data", s.data, "--out", path("samples"),
                         "--alpha", "\(s.alpha)", "--beta", "\(s.beta)", "--max-new-tokens", "\(s.maxNewTokens)",
@@ -223,11 +226,9 @@ struct RunPlan {
         }))
         func evalStage(_ name: String, model: String, compare: String?) -> Stage {
             Stage(name: name, complete: {
-                guard let summary = readJSON(path("\(name)/summary.json")),
-                      let datasets = summary["datasets"] as? [[String: Any]],
-                      e.data.contains("all") || datasets.count >= e.data.count
+                guard let summary = run.evalSummary(name), e.data.contains("all") || summary.datasets.count >= e.data.count
                 else { return nil }
-                return "\(name)/summary.json has \(datasets.count) dataset(s)"
+                return "\(name)/summary.json has \(summary.datasets.count) dataset(s)"
             }, arguments: {
                 var args = ["eval", "--model", model, "--out", path(name), "--max-new-tokens", "\(e.maxNewTokens)",
                             "--batch-size", "\(e.batchSize)", "--prompt-type", e.promptType, "--resume"]
@@ -253,18 +254,4 @@ struct RunPlan {
         return steps.max().map { path("train/checkpoint-\($0)") }
     }
 
-    /// dataset → accuracy from an eval directory's summary.json.
-    func accuracy(in name: String) -> [String: Double]? {
-        guard let summary = readJSON(path("\(name)/summary.json")), let datasets = summary["datasets"] as? [[String: Any]] else { return nil }
-        var result: [String: Double] = [:]
-        for d in datasets {
-            if let n = d["name"] as? String, let a = d["accuracy"] as? Double { result[n] = a }
-        }
-        return result
-    }
-}
-
-func readJSON(_ path: String) -> [String: Any]? {
-    guard let data = FileManager.default.contents(atPath: path) else { return nil }
-    return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Contrast
 import Foundation
 import Models
+import Pipeline
 import Tokenizer
 
 struct Sample: ParsableCommand, LoggedCommand {
@@ -59,7 +60,8 @@ struct Sample: ParsableCommand, LoggedCommand {
         }
 
         let outDirectory = userURL(out)
-        try SettingsFile.checkOrWrite(settings, in: outDirectory)
+        try SampleIdentity.of(settings: settings, expert: userURL(expert), amateur: userURL(amateur), data: userURL(data))
+            .checkOrWrite(in: outDirectory)
         let log = try DurableSampleLog(directory: outDirectory)
         if log.recoveredBytes > 0 { printError("recovered: cut \(log.recoveredBytes) bytes of uncommitted tail from an earlier crash") }
         if log.damagedCommits > 0 {
@@ -88,8 +90,7 @@ struct Sample: ParsableCommand, LoggedCommand {
                 s.meanKL, seconds > 0 ? Double(s.generatedTokens) / seconds : 0))
         }
         progress.finish()
-        let summary = try SamplingSummary.write(stats: sampler.stats, log: log, questionsInFile: questions.count, in: outDirectory)
-        print(summary)
+        print(try SampleSummary(stats: sampler.stats, log: log, questionsInFile: questions.count).write(to: outDirectory))
     }
 }
 
@@ -101,16 +102,16 @@ struct SamplingOptions: ParsableArguments {
     var maxQuestions: Int?
 
     @Option(help: "Plausibility: keep label ids with pE ≥ alpha · max pE.")
-    var alpha = 0.2
+    var alpha = SamplingSettings().alpha
 
     @Option(help: "Keep a step when KL(pE‖pA) ≥ beta.")
-    var beta = 0.4
+    var beta = SamplingSettings().beta
 
     @Option(help: "Expert greedy tokens per question.")
-    var maxNewTokens = 128
+    var maxNewTokens = SamplingSettings().maxNewTokens
 
     @Option(help: "Amateur input: 'ids' (one teacher-forced pass over the expert's ids) or 'retokenize' (the original: decoded prefix re-tokenised, one pass per prefix).")
-    var amateurInput: AmateurInput = .ids
+    var amateurInput = SamplingSettings().amateurInput
 
     func validate() throws {
         if !(0...1).contains(alpha) { throw ValidationError("--alpha must be in [0, 1]") }
@@ -130,45 +131,5 @@ struct SamplingOptions: ParsableArguments {
     /// The first `--max-questions` of `questions`.
     func limit(_ questions: [Question]) -> [Question] {
         maxQuestions.map { Array(questions.prefix($0)) } ?? questions
-    }
-}
-
-/// settings.json in an output directory: written on first use, compared on reruns.
-enum SettingsFile {
-    static func checkOrWrite(_ settings: SamplingSettings, in directory: URL) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let url = directory.appendingPathComponent("settings.json")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        if let data = try? Data(contentsOf: url) {
-            let previous = try JSONDecoder().decode(SamplingSettings.self, from: data)
-            if previous != settings {
-                throw CommandFailure.refused("\(url.path) was written with other settings: \(fieldDifferences(previous, settings).joined(separator: "; "))",
-                                             hint: "use a new --out directory, or the same settings to continue")
-            }
-            return
-        }
-        try encoder.encode(settings).write(to: url, options: .atomic)
-    }
-}
-
-enum SamplingSummary {
-    static func write(stats: SamplingStats, log: DurableSampleLog, questionsInFile: Int, in directory: URL) throws -> String {
-        let summary: [String: Any] = [
-            "questions_in_file": questionsInFile,
-            "questions_done": log.finished.count,
-            "questions_this_run": stats.questions,
-            "records_total": log.recordCount,
-            "steps_seen_this_run": stats.stepsSeen,
-            "steps_kept_this_run": stats.stepsKept,
-            "kept_percent_this_run": stats.stepsSeen > 0 ? 100 * Double(stats.stepsKept) / Double(stats.stepsSeen) : 0,
-            "mean_kl_this_run": stats.meanKL,
-            "expert_seconds": stats.expertSeconds,
-            "amateur_seconds": stats.amateurSeconds,
-            "generated_tokens": stats.generatedTokens,
-        ]
-        let data = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
-        try data.write(to: directory.appendingPathComponent("summary.json"), options: .atomic)
-        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -128,20 +128,3 @@ func formatDuration(_ seconds: Double) -> String {
     return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
 }
 
-/// "key: old → new" for each top-level field whose encoding differs (for refusals that name every difference).
-func fieldDifferences<T: Encodable>(_ old: T, _ new: T) -> [String] {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = .sortedKeys
-    func fields(_ value: T) -> [String: String] {
-        guard let data = try? encoder.encode(value),
-              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return [:] }
-        return object.mapValues { value in
-            (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]))
-                .map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
-        }
-    }
-    let a = fields(old), b = fields(new)
-    return Set(a.keys).union(b.keys).sorted().compactMap { key in
-        a[key] == b[key] ? nil : "\(key): \(a[key] ?? "absent") → \(b[key] ?? "absent")"
-    }
-}

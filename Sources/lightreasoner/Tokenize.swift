@@ -1,4 +1,5 @@
 import ArgumentParser
+import Contrast
 import Foundation
 import Tokenizer
 
@@ -16,7 +17,7 @@ struct Tokenize: ParsableCommand, LoggedCommand {
     var chat = false
 
     @Option(help: "System message used with --chat.")
-    var system = "Please reason step by step."
+    var system = SamplingSettings.defaultSystemPrompt
 
     @Flag(help: "Print {\"ids\": [...], \"tokens\": [...]} as JSON.")
     var json = false

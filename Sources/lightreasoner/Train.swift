@@ -237,6 +237,9 @@ struct Train: ParsableCommand, LoggedCommand {
         dataOptions.truncation = truncation
         dataOptions.prefixSource = prefixFrom
         let files = try SampleSources.files(samples.map { userURL($0).path })
+        if let prompt = try SampleSources.recordedSystemPrompt(samples.map { userURL($0).path }) {
+            dataOptions.systemPrompt = prompt
+        }
         let records = try SampleData.readRecords(files)
         let (examples, report) = try SampleData.makeExamples(records, tokenizer: tokenizer, labelVocabulary: vb, options: dataOptions)
         let (train, validation) = SampleData.splitByQuestion(examples, fraction: validationFraction, seed: seed)

@@ -1,4 +1,5 @@
 import Foundation
+import Pipeline
 import TestSupport
 import XCTest
 
@@ -43,6 +44,13 @@ final class RunCommandTests: XCTestCase {
         for stage in ["sample", "train", "merge", "eval-base", "eval-tuned"] {
             XCTAssertTrue(second.stderr.contains("stage \(stage): skipped"), "\(stage) not skipped:\n\(second.stderr)")
         }
+
+        // run.json keeps both invocations: the one that did the work, then the no-op rerun.
+        let history = try XCTUnwrap(RunHistory.read(from: runDir))
+        XCTAssertEqual(history.invocations.count, 2)
+        XCTAssertEqual(history.invocations.first?.stages.map(\.status), Array(repeating: "ran", count: 5))
+        XCTAssertEqual(history.invocations.last?.stages.map(\.status), Array(repeating: "skipped", count: 5))
+        XCTAssertNotNil(history.invocations.last?.accuracyAfter)
 
         // A lost stage output is redone, nothing else.
         try FileManager.default.removeItem(at: runDir.appendingPathComponent("eval-tuned/summary.json"))
