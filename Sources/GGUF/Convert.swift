@@ -336,24 +336,27 @@ public enum GGUFConverter {
         var finished = false
         defer { if !finished { try? fm.removeItem(at: temp) } }
 
-        var tensors: [TensorToWrite] = []
+        // Tensors are dequantised shard by shard while the writer asks for them: peak memory is one
+        // shard of output plus one tensor of f32, not the whole model.
         var typeCounts: [String: Int] = [:]
         var parameters = 0
-        for (k, (t, name)) in mapped.enumerated() {
-            progress(k, mapped.count, t.name)
-            let values = try hfValues(g, t, header: header)
-            typeCounts[t.type.name, default: 0] += 1
-            parameters += values.count
-            tensors.append(TensorToWrite(name: name, dtype: options.dtype, shape: t.shape, bytes: narrow(values, to: options.dtype)))
-        }
-        progress(mapped.count, mapped.count, "")
-        let written: ShardedWriteResult
+        let specs = mapped.map { SafeTensorsWriter.TensorSpec(name: $0.1, dtype: options.dtype, shape: $0.0.shape) }
         do {
-            written = try SafeTensorsWriter.writeSharded(tensors, to: temp.path, maxShardBytes: options.maxShardBytes)
+            try SafeTensorsWriter.writeSharded(specs: specs, to: temp.path, maxShardBytes: options.maxShardBytes) { k in
+                let (t, name) = mapped[k]
+                progress(k, mapped.count, t.name)
+                let values = try hfValues(g, t, header: header)
+                g.dropPages(of: t)
+                typeCounts[t.type.name, default: 0] += 1
+                parameters += values.count
+                return TensorToWrite(name: name, dtype: options.dtype, shape: t.shape, bytes: narrow(values, to: options.dtype))
+            }
+        } catch let error as GGUFError {
+            throw error
         } catch {
             throw GGUFError.writeFailed(path: temp.path, reason: "\(error)")
         }
-        tensors.removeAll()
+        progress(mapped.count, mapped.count, "")
 
         try writeJSON(header.configJSON(dtype: options.dtype), to: temp.appendingPathComponent("config.json"))
         try writeJSON(header.generationConfigJSON, to: temp.appendingPathComponent("generation_config.json"))
@@ -373,7 +376,6 @@ public enum GGUFConverter {
         }
         finished = true
         let files = ((try? fm.contentsOfDirectory(atPath: outURL.path)) ?? []).sorted()
-        _ = written
         return ConvertSummary(architecture: header.architecture, modelName: g.metadata["general.name"]?.stringValue,
                               tensorCount: mapped.count, typeCounts: typeCounts, parameterCount: parameters,
                               vocabSize: header.vocabSize, tiedEmbeddings: header.tieWordEmbeddings,

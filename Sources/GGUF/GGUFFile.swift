@@ -204,6 +204,16 @@ public final class GGUFFile: @unchecked Sendable {
         UnsafeRawBufferPointer(start: base + tensor.fileOffset, count: tensor.byteCount)
     }
 
+    /// Lets the kernel drop the tensor's pages from this process (they are re-read from the file if
+    /// touched again), so converting a large file does not keep it all resident.
+    public func dropPages(of tensor: GGUFTensorInfo) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (tensor.fileOffset + page - 1) / page * page
+        let end = (tensor.fileOffset + tensor.byteCount) / page * page
+        guard page > 0, end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, Int32(MADV_DONTNEED))
+    }
+
     /// Dequantises a tensor to f32 (GGUF element order, i.e. row-major in the HF shape).
     public func dequantize(_ tensor: GGUFTensorInfo) throws -> [Float] {
         guard tensor.type.isDequantisable else {

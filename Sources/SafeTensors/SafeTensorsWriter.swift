@@ -141,10 +141,46 @@ public enum SafeTensorsWriter {
     @discardableResult
     public static func writeSharded(_ tensors: [TensorToWrite], to directory: String, maxShardBytes: Int,
                                     metadata: [String: String] = defaultMetadata) throws -> ShardedWriteResult {
+        _ = try validate(tensors)
+        return try writeSharded(specs: tensors.map { TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) },
+                                to: directory, maxShardBytes: maxShardBytes, metadata: metadata) { tensors[$0] }
+    }
+
+    /// Name, dtype and shape of a tensor whose data is made later.
+    public struct TensorSpec: Sendable, Equatable {
+        public let name: String
+        public let dtype: DType
+        public let shape: [Int]
+        public init(name: String, dtype: DType, shape: [Int]) { (self.name, self.dtype, self.shape) = (name, dtype, shape) }
+    }
+
+    /// `writeSharded` with tensors made on demand: `make(i)` is called for tensor i (matching
+    /// `specs[i]`) while its shard is written, so peak memory is one shard, not the model.
+    @discardableResult
+    public static func writeSharded(specs: [TensorSpec], to directory: String, maxShardBytes: Int,
+                                    metadata: [String: String] = defaultMetadata,
+                                    make: (Int) throws -> TensorToWrite) throws -> ShardedWriteResult {
         guard maxShardBytes > 0 else {
             throw SafeTensorsError.writeFailed(path: directory, reason: "maxShardBytes must be positive, got \(maxShardBytes)")
         }
-        let sizes = try validate(tensors)
+        var seen = Set<String>()
+        let sizes = try specs.map { spec -> Int in
+            guard seen.insert(spec.name).inserted else { throw SafeTensorsError.duplicateTensorName(tensor: spec.name) }
+            let probe = TensorToWrite(name: spec.name, dtype: spec.dtype, shape: spec.shape, bytes: [])
+            guard let bytes = probe.byteCount, !spec.name.isEmpty, spec.name != "__metadata__" else {
+                throw SafeTensorsError.invalidTensorToWrite(tensor: spec.name, reason: "the name is empty or reserved, or shape \(spec.shape) is invalid")
+            }
+            return bytes
+        }
+        func made(_ index: Int) throws -> TensorToWrite {
+            let tensor = try make(index)
+            guard tensor.name == specs[index].name, tensor.dtype == specs[index].dtype, tensor.shape == specs[index].shape else {
+                throw SafeTensorsError.invalidTensorToWrite(
+                    tensor: specs[index].name, reason: "made \(tensor.name) \(tensor.dtype.rawValue) \(tensor.shape), announced \(specs[index].dtype.rawValue) \(specs[index].shape)")
+            }
+            return tensor
+        }
+        let tensors = specs
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -170,7 +206,7 @@ public enum SafeTensorsWriter {
 
         if shards.count == 1 {
             let path = join(SafeTensorsStore.singleFileName)
-            try write(tensors, to: path, metadata: metadata)
+            try write(tensors.indices.map(made), to: path, metadata: metadata)
             return ShardedWriteResult(files: [path], indexPath: nil, totalSize: totalSize)
         }
 
@@ -185,7 +221,7 @@ public enum SafeTensorsWriter {
         var weightMap: [(name: String, file: String)] = []
         for (k, shard) in shards.enumerated() {
             let fileName = "model-\(zeroPadded(k + 1, width: 5))-of-\(zeroPadded(shards.count, width: 5)).safetensors"
-            try write(shard.map { tensors[$0] }, to: join(fileName), metadata: metadata)
+            try write(shard.map(made), to: join(fileName), metadata: metadata)
             files.append(join(fileName))
             for index in shard { weightMap.append((tensors[index].name, fileName)) }
         }

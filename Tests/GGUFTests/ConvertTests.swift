@@ -36,6 +36,7 @@ struct ConvertTests {
             }
         }
         #expect(worst <= 1e-4, "\(name): max |Δlogit| = \(worst)")
+        print("GGUF \(name) vs transformers: max |Δlogit| = \(worst)")
     }
 
     @Test("llama Q/K permutation undone: weights equal the source model's (f16-rounded)")

@@ -295,3 +295,35 @@ func withTemporaryDirectoryAsync(_ body: (String) async throws -> Void) async th
     defer { try? FileManager.default.removeItem(at: url) }
     try await body(url.path)
 }
+
+/// `writeSharded(specs:make:)`: tensors are made one shard at a time, and the files equal the eager writer's.
+@Suite struct LazyShardedWriterTests {
+    @Test func sameBytesAsEagerAndMadeInShardOrder() throws {
+        try withTemporaryDirectory { eager in
+            try withTemporaryDirectory { lazy in
+                let tensors = RoundTripTests.shardedTensors()
+                try SafeTensorsWriter.writeSharded(tensors, to: eager, maxShardBytes: 100)
+                var made: [Int] = []
+                let specs = tensors.map { SafeTensorsWriter.TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
+                try SafeTensorsWriter.writeSharded(specs: specs, to: lazy, maxShardBytes: 100) { made.append($0); return tensors[$0] }
+                #expect(made == Array(tensors.indices))
+                let names = try FileManager.default.contentsOfDirectory(atPath: eager).sorted()
+                #expect(names == (try FileManager.default.contentsOfDirectory(atPath: lazy).sorted()))
+                for name in names {
+                    #expect(FileManager.default.contentsEqual(atPath: join(eager, name), andPath: join(lazy, name)), "\(name)")
+                }
+            }
+        }
+    }
+
+    @Test func madeTensorMustMatchItsSpec() throws {
+        try withTemporaryDirectory { dir in
+            let specs = [SafeTensorsWriter.TensorSpec(name: "a", dtype: .f32, shape: [2])]
+            #expect(throws: SafeTensorsError.self) {
+                try SafeTensorsWriter.writeSharded(specs: specs, to: dir, maxShardBytes: 100) { _ in
+                    TensorToWrite(name: "a", shape: [3], floats: [1, 2, 3])
+                }
+            }
+        }
+    }
+}
