@@ -75,7 +75,7 @@ public struct GGMLType: Sendable, Equatable, Hashable, CustomStringConvertible {
 }
 
 /// One metadata value. Arrays keep their element type so an empty array still says what it holds.
-public indirect enum GGUFValue: Sendable, Equatable {
+public enum GGUFValue: Sendable, Equatable {
     case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32)
     case uint64(UInt64), int64(Int64), float32(Float), float64(Double), bool(Bool), string(String)
     case array(elementType: UInt32, [GGUFValue])

@@ -148,6 +148,9 @@ struct RealModelTests {
             let row = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             if let q = row?["question"] as? String { questions.append(q) }
         }
+        struct Cases: Decodable { struct Case: Decodable { var text: String }; var cases: [Case] }
+        let cases = try JSONDecoder().decode(Cases.self, from: Data(contentsOf: Repo.path("Tests/Fixtures/tokenizers/qwen2/cases.json")))
+        questions += cases.cases.map(\.text)
         questions += ["café", "cafe\u{301}", "<|im_start|>user\nhi<|im_end|>", "<tool_call>x</tool_call>", "[PAD151700]"]
         #expect(questions.count > 100)
         var mismatches = 0
