@@ -2,6 +2,7 @@ import ArgumentParser
 import Evaluation
 import Foundation
 import Models
+import Pipeline
 import Tokenizer
 import Training
 
@@ -21,7 +22,8 @@ struct Eval: ParsableCommand, LoggedCommand {
         its fields). --data-dir defaults to ../shared/data when that folder exists, else data/.
 
         Writes <out>/<dataset>.jsonl (one line per item: id, question, gold, prediction, extracted, \
-        correct, method, generated_tokens, stopped) and <out>/summary.json; prints a markdown results \
+        correct, method, generated_tokens, stopped), <out>/summary.json and <out>/identity.json (the model's \
+        fingerprint, adapter hash, prompt and limits: --resume with any of them changed is refused); prints a markdown results \
         table on stdout and progress with ETA on stderr. `eval --compare RUN_A RUN_B` prints A and B side \
         by side with the paired difference B − A (items matched by id) and its standard error; \
         `--compare BASE` next to a run compares BASE with the new run. --adapter merges a PEFT LoRA \
@@ -107,6 +109,9 @@ struct Eval: ParsableCommand, LoggedCommand {
         }
         let outURL = userURL(out!)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+        try EvalIdentity.of(model: userURL(model), adapter: adapter.map(userURL), promptType: promptType.rawValue,
+                            maxNewTokens: maxNewTokens, includePercentage: !exactNumbers)
+            .checkOrWrite(in: outURL, resuming: resume)
 
         var directory = userURL(model)
         let merged = outURL.appendingPathComponent(".merged-\(UUID().uuidString)")
