@@ -65,7 +65,7 @@ public func linearForward(
     switch weight.storage {
     case let .f32(w) where rows <= Skinny.maxRows:
         Skinny.forward(out: out, ldOut: ldc, x: x, rows: rows, weights: .f32(w), n: o, k: i, accumulate: accumulate)
-    case let .bf16(raw) where rows <= Skinny.maxRows:
+    case let .bf16(raw) where Skinny.maxRows > 0:
         Skinny.forward(out: out, ldOut: ldc, x: x, rows: rows, weights: .bf16(raw.assumingMemoryBound(to: UInt16.self)),
                        n: o, k: i, accumulate: accumulate)
     case let .f32(w):

@@ -1,12 +1,12 @@
 import CKernels
 
 /// Matmuls with few rows (decoding): out (M, N) (=|+=) x (M, K) · Wᵀ, W (N, K) f32 or BF16 bits.
-/// Each weight is read once per call and BF16 is widened in registers, so a decode step costs one
-/// pass over the weights in their stored size. The weight rows are split across `Parallel.threads`.
+/// W is read once per call in its stored size; a BF16 tile is widened once and reused by every row of
+/// the batch, so no f32 copy of a matrix is ever made. The weight rows are split across `Parallel.threads`.
 public enum Skinny {
-    /// Rows up to which `linearForward` takes this path instead of sgemm (from the bench: OpenBLAS
-    /// wins beyond ~16 rows, where sgemm's packing is paid back).
-    public static var maxRows: Int { Int(lr_skinny_max_rows()) >= 8 ? 16 : 0 }
+    /// Rows up to which `linearForward` takes this path instead of sgemm (f32 weights; BF16 weights
+    /// take it at every row count). From `bench --tests gemm`: the kernels match sgemm up to here.
+    public static var maxRows: Int { lr_skinny_vectorized() != 0 ? 128 : 0 }
 
     /// The instruction set picked at run time (avx512f, avx2+fma or portable).
     public static var isa: String { String(cString: lr_skinny_isa()) }
@@ -26,12 +26,14 @@ public enum Skinny {
     public static func forward(out: UnsafeMutablePointer<Float>, ldOut: Int, x: UnsafePointer<Float>, rows m: Int,
                                weights: Weights, n: Int, k: Int, accumulate: Bool) {
         let outShared = SharedPointer(out), xShared = SharedPointer(x)
-        // Blocks of 64 weight rows keep the split even and every block's output rows cache-friendly.
-        let blocks = (n + 63) / 64
+        // One contiguous range of weight rows per thread (multiples of the kernels' 4-row tile), so each
+        // thread keeps its x block in its own cache across all its tiles.
+        let parts = max(1, min(Parallel.threads, n / 64))
         let acc: Int32 = accumulate ? 1 : 0
         let f32 = weights.f32.map(SharedPointer.init), bf16 = weights.bf16.map(SharedPointer.init)
-        Parallel.forEach(blocks) { b in
-            let (first, end) = (Int32(b * 64), Int32(min(n, b * 64 + 64)))
+        Parallel.forEach(parts) { p in
+            let first = Int32(p == 0 ? 0 : (n * p / parts) & ~3)
+            let end = Int32(p == parts - 1 ? n : (n * (p + 1) / parts) & ~3)
             if let f32 {
                 lr_skinny_f32(Int32(m), first, end, Int32(k), xShared.base, Int32(k), f32.base, outShared.base, Int32(ldOut), acc)
             } else if let bf16 {

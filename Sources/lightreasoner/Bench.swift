@@ -254,8 +254,8 @@ struct BenchRunner {
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
-    /// sgemm GFLOP/s at a square shape and the decode shapes x (M, K) · Wᵀ, W (N, K); with bf16, also the
-    /// widen-then-sgemm path the decoder takes for BF16 weights.
+    /// sgemm GFLOP/s at a square shape and at the decode shapes x (M, K) · Wᵀ, W (N, K), next to
+    /// `linearForward` (the decode kernels) on f32 and, with bf16, BF16 weights.
     func gemm(square s: Int, dtype: String) -> [BenchResult] {
         var results: [BenchResult] = []
         func filled(_ n: Int) -> UnsafeMutablePointer<Float> {
@@ -278,17 +278,21 @@ struct BenchRunner {
         defer { bits.deallocate() }
         narrowToBF16(w, bits, count: n * k)
         let scratch = WidenScratch()
-        for m in [1, 8, 64] {
+        for m in [1, 8, 16, 64, 128] {
             let x = filled(m * k), out = filled(m * n)
             defer { x.deallocate(); out.deallocate() }
             let flops = 2.0 * Double(m) * Double(k) * Double(n)
+            // OpenBLAS on the same shape: the rate the decode kernels are held to.
+            results.append(measure("sgemm", "M=\(m) K=\(k) N=\(n) f32", "GFLOP/s") {
+                flops / Self.time { BLAS.sgemm(transB: true, m: m, n: n, k: k, a: x, b: w, beta: 0, c: out, ldc: n) } / 1e9
+            })
             let f32 = WeightMatrix(storage: .f32(w), rows: n, columns: k)
             results.append(measure("linear", "M=\(m) K=\(k) N=\(n) f32", "GFLOP/s") {
                 flops / Self.time { linearForward(out: out, x: x, weight: f32, rows: m, scratch: scratch) } / 1e9
             })
             if dtype.lowercased() == "bf16" {
                 let bf16 = WeightMatrix(storage: .bf16(UnsafeRawPointer(bits)), rows: n, columns: k)
-                results.append(measure("linear", "M=\(m) K=\(k) N=\(n) bf16→f32", "GFLOP/s") {
+                results.append(measure("linear", "M=\(m) K=\(k) N=\(n) bf16", "GFLOP/s") {
                     flops / Self.time { linearForward(out: out, x: x, weight: bf16, rows: m, scratch: scratch) } / 1e9
                 })
             }

@@ -2,9 +2,10 @@
 #define LR_CKERNELS_H
 #include <stdint.h>
 
-/// Skinny matmul for decoding (few rows): y[i, n] (=|+=) sum_j x[i, j] * W[n, j] for rows i < m and
-/// weight rows n in [n_begin, n_end). W is (N, K) row-major f32, or BF16 bits widened in registers,
-/// so each weight is read from memory once per call whatever m is. x: (m, K) with row stride ldx;
+/// Matmul for decoding (1 to a few hundred rows): y[i, n] (=|+=) sum_j x[i, j] * W[n, j] for rows
+/// i < m and weight rows n in [n_begin, n_end). W is (N, K) row-major f32, or BF16 bits widened
+/// once per 4-row tile and K block (registers, or a per-thread L1 buffer reused by every row), so W
+/// is read once per call in its stored size and never copied whole. x: (m, K) with row stride ldx;
 /// y: row stride ldy. Threads split [n_begin, n_end) between calls.
 void lr_skinny_f32(int m, int n_begin, int n_end, int k, const float *x, int ldx, const float *w,
                    float *y, int ldy, int accumulate);
@@ -14,8 +15,8 @@ void lr_skinny_bf16(int m, int n_begin, int n_end, int k, const float *x, int ld
 /// Which instruction set the kernels run with: "avx512f", "avx2+fma" or "portable".
 const char *lr_skinny_isa(void);
 
-/// The largest m the vector kernels take in one pass over W (more rows make several passes).
-int lr_skinny_max_rows(void);
+/// 1 when a vector path (AVX-512 or AVX2+FMA) runs, 0 for the portable loops.
+int lr_skinny_vectorized(void);
 
 /// Caps the instruction set (2 avx512f, 1 avx2+fma, 0 portable) so tests can check every path.
 void lr_skinny_limit_isa(int level);
