@@ -31,19 +31,21 @@ let package = Package(
         // SHA-256 for fingerprints, manifests and commit checksums; MPI for data-parallel training.
         .target(name: "Digest"),
         .target(name: "MPI", dependencies: ["CMPIShim"]),
+        // Checks on user-supplied paths before they are opened (regular file, size).
+        .target(name: "InputFiles"),
 
         .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"]),
-        .target(name: "SafeTensors", dependencies: ["Tensors"]),
-        .target(name: "Tokenizer"),
-        .target(name: "Models", dependencies: ["Tensors", "SafeTensors"]),
+        .target(name: "SafeTensors", dependencies: ["Tensors", "InputFiles"]),
+        .target(name: "Tokenizer", dependencies: ["InputFiles"]),
+        .target(name: "Models", dependencies: ["Tensors", "SafeTensors", "InputFiles"]),
         // GGUF reading, dequantisation and conversion to an HF directory (`lightreasoner convert`).
         .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors"]),
-        .target(name: "Contrast", dependencies: ["Tensors", "Models", "Tokenizer", "Digest"]),
-        .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast"]),
+        .target(name: "Contrast", dependencies: ["Tensors", "Models", "Tokenizer", "Digest", "InputFiles"]),
+        .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast", "InputFiles"]),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "Digest", "Contrast", "Models", "Tokenizer"]),
-        .target(name: "Evaluation", dependencies: ["Models", "Tokenizer"]),
+        .target(name: "Evaluation", dependencies: ["Models", "Tokenizer", "InputFiles"]),
         // YAML run configs for `lightreasoner run` (configs/*.yaml).
-        .target(name: "RunConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "RunConfig", dependencies: ["InputFiles", .product(name: "Yams", package: "Yams")]),
 
         // The stages in sequence: sessions, run planning, the handoffs between stages, the report's readers.
         .target(name: "Pipeline", dependencies: ["Digest", "MPI", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig"]),

@@ -19,10 +19,35 @@ public struct CoordinatorConfig: Sendable {
     /// Partly received questions one node may have in flight.
     public var maxPartialsPerNode = 8
     /// A shard whose sampling failed (a node's `bye` with error while holding it) on this many nodes
-    /// stops the run: the same error would take every node down in turn.
+    /// stops the run: the same error would take every node down in turn. Counted only over distinct
+    /// authenticated CURVE keys (`authenticatedFailures`); otherwise a report only requeues, since
+    /// identities cost nothing and anyone could end the run.
     public var maxShardFailures = 3
+    public var authenticatedFailures = false
+    /// Partial results held across all nodes, by count and by bytes.
+    public var maxPartials = 256
+    public var maxPartialBytes = 256 << 20
+    /// Log lines about one peer per 10 s; the rest are counted and summarised.
+    public var maxLogLinesPerPeer = 20
     /// Lease nothing until this many nodes have joined (then any number may work).
     public var minNodes = 1
+
+    /// Every duration finite and positive (they become integer milliseconds and JSON numbers),
+    /// every count positive.
+    public func validate() throws {
+        let durations: [(String, Double)] = [("--heartbeat-ms", heartbeatSeconds), ("--node-timeout", nodeTimeoutSeconds),
+                                             ("--lease-seconds", leaseSeconds)]
+        for (flag, value) in durations where !(value.isFinite && value > 0 && value <= 1e7) {
+            throw ClusterError.usage("\(flag) must be a finite positive number of seconds up to 1e7, got \(value)")
+        }
+        let counts: [(String, Int)] = [("--shard-size", shardSize), ("--chunk-bytes", chunkBytes), ("--max-shard-failures", maxShardFailures),
+                                       ("--min-nodes", minNodes), ("max partials per node", maxPartialsPerNode),
+                                       ("max partials", maxPartials), ("max partial bytes", maxPartialBytes)]
+        for (flag, value) in counts where value < 1 {
+            throw ClusterError.usage("\(flag) must be at least 1, got \(value)")
+        }
+        try settings.validate()
+    }
 
     public init(runID: String, settings: SamplingSettings, expert: ModelFingerprint, amateur: ModelFingerprint, shardSize: Int) {
         self.runID = runID
@@ -82,6 +107,8 @@ public final class CoordinatorCore {
 
     struct Session {
         var name: String
+        /// The CURVE public key the ZAP handler authenticated (nil without CURVE).
+        var key: String?
         var ready: Bool
         var lastSeen: Double
         var shard: Int?
@@ -102,15 +129,20 @@ public final class CoordinatorCore {
     private var pendingQueue: [Int] = []
     private var sessions: [PeerID: Session] = [:]
     private var partials: [PeerID: [Int: Partial]] = [:]
+    private var partialCount = 0
+    private var partialBytes = 0
+    private var logWindows: [PeerID: (start: Double, lines: Int, suppressed: Int)] = [:]
     public var nodeStatistics: [String: NodeStatistics] = [:]
     private var completeAnnounced = false
-    private var shardFailures: [Int: [String]] = [:]
+    private var currentTime = 0.0
+    private var shardFailures: [Int: [String: String]] = [:]
     private var joinedNames = Set<String>()
 
     public init(config: CoordinatorConfig, questions: [Question], committedIDs: Set<String>) throws {
         guard config.shardSize > 0 else {
             throw ClusterError.usage("shard size \(config.shardSize) must be at least 1; hint: --shard-size")
         }
+        try config.validate()
         self.config = config
         self.questions = questions
         settingsSHA256 = try SettingsDigest.canonical(config.settings).sha256
@@ -144,14 +176,17 @@ public final class CoordinatorCore {
         let effects = sessions.keys.map { CoordinatorEffect.send(to: $0, outgoing(.refuse(.init(reason: reason, fatal: true)))) }
         sessions.removeAll()
         partials.removeAll()
+        (partialCount, partialBytes) = (0, 0)
         return effects
     }
 
     // MARK: inputs
 
     /// One message from `peer` (the frames after the routing id).
-    public func handle(from peer: PeerID, frames: [[UInt8]], now: Double) -> [CoordinatorEffect] {
+    /// `key`: the sender's authenticated CURVE public key (the message's User-Id), nil without CURVE.
+    public func handle(from peer: PeerID, frames: [[UInt8]], now: Double, key: String? = nil) -> [CoordinatorEffect] {
         var effects: [CoordinatorEffect] = []
+        currentTime = now
         let message: Message
         do {
             message = try MessageCodec.decode(frames, expectedRun: config.runID)
@@ -169,7 +204,7 @@ public final class CoordinatorCore {
                 refuse(peer, "\(ProtocolViolation.foreignRun(message.runID))", fatal: true, into: &effects)
                 return effects
             }
-            handleHello(peer, hello, now: now, into: &effects)
+            handleHello(peer, hello, now: now, key: key, into: &effects)
             return effects
         }
         guard var session = sessions[peer] else {
@@ -205,11 +240,12 @@ public final class CoordinatorCore {
             handleResult(peer, result, payload: payload, now: now, into: &effects)
         case let .bye(bye):
             effects.append(.log("node \(session.name) left: \(bye.reason)"))
-            if bye.error, let shard = session.shard {
-                shardFailures[shard, default: []].append("\(session.name): \(bye.reason)")
+            if bye.error, let shard = session.shard, config.authenticatedFailures, let key = session.key {
+                // One vote per authenticated key: one client key cannot fail a shard alone.
+                shardFailures[shard, default: [:]][key] = "\(session.name): \(bye.reason)"
                 let failures = shardFailures[shard]!
                 if failures.count >= config.maxShardFailures {
-                    effects.append(.abort("shard \(shard) failed on \(failures.count) nodes; the run cannot finish: " + failures.joined(separator: " | ")))
+                    effects.append(.abort("shard \(shard) failed on \(failures.count) nodes with distinct keys; the run cannot finish: " + failures.values.sorted().joined(separator: " | ")))
                 }
             }
             drop(peer, reason: "left", into: &effects)
@@ -222,6 +258,7 @@ public final class CoordinatorCore {
     /// Clock: declares silent nodes lost and requeues expired leases.
     public func tick(now: Double) -> [CoordinatorEffect] {
         var effects: [CoordinatorEffect] = []
+        currentTime = now
         for (peer, session) in sessions.sorted(by: { $0.value.name < $1.value.name }) where now - session.lastSeen > config.nodeTimeoutSeconds {
             nodeStatistics[session.name, default: NodeStatistics()].lost += 1
             effects.append(.log(String(format: "node %@ silent for %.1f s: declared lost", session.name, now - session.lastSeen)))
@@ -238,7 +275,7 @@ public final class CoordinatorCore {
 
     // MARK: handlers
 
-    private func handleHello(_ peer: PeerID, _ hello: Body.Hello, now: Double, into effects: inout [CoordinatorEffect]) {
+    private func handleHello(_ peer: PeerID, _ hello: Body.Hello, now: Double, key: String?, into effects: inout [CoordinatorEffect]) {
         let name = hello.node
         var stats = nodeStatistics[name, default: NodeStatistics()]
         stats.host = hello.host
@@ -265,8 +302,9 @@ public final class CoordinatorCore {
             effects.append(.log("node \(name) joined (\(hello.host), pid \(hello.pid))"))
         }
         nodeStatistics[name] = stats
-        var session = sessions[peer] ?? Session(name: name, ready: false, lastSeen: now, shard: nil)
+        var session = sessions[peer] ?? Session(name: name, key: key, ready: false, lastSeen: now, shard: nil)
         session.lastSeen = now
+        session.key = key
         // A node coming back after a reset already checked the settings with us.
         if hello.settingsSHA256 == settingsSHA256 { session.ready = true }
         sessions[peer] = session
@@ -333,18 +371,24 @@ public final class CoordinatorCore {
         }
         nodeStatistics[session.name, default: NodeStatistics()].resultBytes += payload.count
         if committed[q] {
-            partials[peer]?[q] = nil
+            removePartial(peer, q)
             if result.chunk == result.chunks - 1 {
                 nodeStatistics[session.name, default: NodeStatistics()].duplicatesDropped += 1
                 effects.append(.send(to: peer, outgoing(.ack(.init(question: q, status: .duplicate)))))
             }
             return
         }
+        // Only the holder of the shard's current lease may submit its questions.
+        guard session.shard == result.shard, case let .leased(owner, _, _) = shardStates[result.shard], owner == peer else {
+            removePartial(peer, q)
+            refuse(peer, "result for question \(q): shard \(result.shard) is not leased to this node; dropped", fatal: false, into: &effects)
+            return
+        }
         var partial = partials[peer]?[q] ?? Partial(shard: result.shard, questionID: result.questionID,
                                                      chunks: Array(repeating: nil, count: result.chunks),
                                                      bytes: result.bytes, records: result.records, received: 0)
         guard partial.chunks.count == result.chunks, partial.bytes == result.bytes, partial.records == result.records else {
-            partials[peer]?[q] = nil
+            removePartial(peer, q)
             refuse(peer, "result for question \(q): chunk \(result.chunk) disagrees with earlier chunks; dropped", fatal: false, into: &effects)
             return
         }
@@ -352,13 +396,23 @@ public final class CoordinatorCore {
             refuse(peer, "result for question \(q): more than \(config.maxPartialsPerNode) questions in flight", fatal: false, into: &effects)
             return
         }
+        if partials[peer]?[q] == nil, partialCount >= config.maxPartials {
+            refuse(peer, "result for question \(q): the coordinator holds \(config.maxPartials) partial results already; send it again later", fatal: false, into: &effects)
+            return
+        }
+        let added = payload.count - (partial.chunks[result.chunk]?.count ?? 0)
+        if partialBytes + added > config.maxPartialBytes {
+            removePartial(peer, q)
+            refuse(peer, "result for question \(q): partial results would exceed \(config.maxPartialBytes) bytes; dropped, send it again later", fatal: false, into: &effects)
+            return
+        }
         if partial.chunks[result.chunk] == nil { partial.received += 1 }
         partial.chunks[result.chunk] = payload
         guard partial.received == result.chunks else {
-            partials[peer, default: [:]][q] = partial
+            storePartial(peer, q, partial)
             return
         }
-        partials[peer]?[q] = nil
+        removePartial(peer, q)
         let joined = partial.chunks.flatMap { $0! }
         guard joined.count == result.bytes else {
             refuse(peer, "result for question \(q): \(joined.count) bytes received, \(result.bytes) announced", fatal: false, into: &effects)
@@ -384,7 +438,7 @@ public final class CoordinatorCore {
         effects.append(.send(to: peer, outgoing(.ack(.init(question: q, status: .committed)))))
         nodeStatistics[session.name, default: NodeStatistics()].questionsCommitted += 1
         nodeStatistics[session.name, default: NodeStatistics()].recordsCommitted += records.count
-        for other in partials.keys { partials[other]?[q] = nil }
+        for other in Array(partials.keys) { removePartial(other, q) }
         let shard = result.shard
         if case let .leased(owner, _, grantedAt) = shardStates[shard] {
             if remaining(shard).isEmpty {
@@ -460,7 +514,7 @@ public final class CoordinatorCore {
             release(shard, from: peer, reason: "node \(name) \(reason)", into: &effects)
         }
         sessions[peer] = nil
-        partials[peer] = nil
+        removePartials(peer)
     }
 
     private func settingsMismatch(_ peer: PeerID, theirs: String, into effects: inout [CoordinatorEffect]) {
@@ -470,9 +524,54 @@ public final class CoordinatorCore {
         refuse(peer, "node \(name) refused: its sampling settings (sha256 \(theirs.prefix(12))) differ from the run's (\(settingsSHA256.prefix(12))); hint: run the same lightreasoner build everywhere", fatal: true, into: &effects)
     }
 
+    // MARK: partial results (counted globally)
+
+    private func storePartial(_ peer: PeerID, _ q: Int, _ partial: Partial) {
+        let old = partials[peer]?[q]
+        partialCount += old == nil ? 1 : 0
+        partialBytes += partial.chunks.reduce(0) { $0 + ($1?.count ?? 0) } - (old?.chunks.reduce(0) { $0 + ($1?.count ?? 0) } ?? 0)
+        partials[peer, default: [:]][q] = partial
+    }
+
+    private func removePartial(_ peer: PeerID, _ q: Int) {
+        guard let old = partials[peer]?[q] else { return }
+        partialCount -= 1
+        partialBytes -= old.chunks.reduce(0) { $0 + ($1?.count ?? 0) }
+        partials[peer]?[q] = nil
+        if partials[peer]?.isEmpty == true { partials[peer] = nil }
+    }
+
+    private func removePartials(_ peer: PeerID) {
+        guard let held = partials[peer]?.keys else { return }
+        for q in Array(held) { removePartial(peer, q) }
+    }
+
+    /// Partial results held now (count, bytes), for tests and progress.
+    public var partialTotals: (count: Int, bytes: Int) { (partialCount, partialBytes) }
+
+    /// At most `maxLogLinesPerPeer` lines per peer per 10 s; the next line after a window says how
+    /// many were suppressed. A flood of distinct refusals cannot flood the log.
+    private func logAbout(_ peer: PeerID, _ text: String, into effects: inout [CoordinatorEffect]) {
+        var window = logWindows[peer] ?? (currentTime, 0, 0)
+        if currentTime - window.start >= 10 {
+            if window.suppressed > 0 {
+                effects.append(.log("(\(window.suppressed) more lines about \(sessions[peer]?.name ?? "peer \(Self.describe(peer))") suppressed)"))
+            }
+            window = (currentTime, 0, 0)
+        }
+        if window.lines < config.maxLogLinesPerPeer {
+            window.lines += 1
+            effects.append(.log(text))
+        } else {
+            window.suppressed += 1
+        }
+        if logWindows.count > 10_000 { logWindows.removeAll() }  // identities are free; keep this bounded
+        logWindows[peer] = window
+    }
+
     private func refuse(_ peer: PeerID, _ reason: String, fatal: Bool, into effects: inout [CoordinatorEffect]) {
         let who = sessions[peer]?.name ?? "peer \(Self.describe(peer))"
-        effects.append(.log("refused message from \(who): \(reason)"))
+        logAbout(peer, "refused message from \(who): \(reason)", into: &effects)
         effects.append(.send(to: peer, outgoing(.refuse(.init(reason: reason, fatal: fatal)))))
         if fatal { drop(peer, reason: "refused", into: &effects) }
     }
@@ -481,7 +580,7 @@ public final class CoordinatorCore {
     private func sendDone(_ peer: PeerID, into effects: inout [CoordinatorEffect]) {
         effects.append(.send(to: peer, outgoing(.done)))
         sessions[peer] = nil
-        partials[peer] = nil
+        removePartials(peer)
     }
 
     private func outgoing(_ body: Body) -> Message { Message(runID: config.runID, body: body) }

@@ -29,6 +29,8 @@ public struct CoordinatorParameters: Sendable {
     /// After the run completes, keep answering `done` this long (or until every node was told).
     public var lingerSeconds = 5.0
     public var endpointFile: URL?
+    /// Allows binding a non-loopback address without CURVE (anyone who reaches it can join).
+    public var insecure = false
 
     public init(questions: [Question], settings: SamplingSettings, expertDirectory: URL, amateurDirectory: URL, out: URL, bind: String) {
         self.questions = questions
@@ -40,16 +42,35 @@ public struct CoordinatorParameters: Sendable {
     }
 }
 
+extension CoordinatorConfig {
+    mutating func apply(_ parameters: CoordinatorParameters) {
+        heartbeatSeconds = parameters.heartbeatSeconds
+        nodeTimeoutSeconds = parameters.nodeTimeoutSeconds
+        leaseSeconds = parameters.leaseSeconds
+        maxShardFailures = parameters.maxShardFailures
+        minNodes = parameters.minNodes
+        chunkBytes = parameters.chunkBytes
+        authenticatedFailures = parameters.curve != nil
+    }
+}
+
 /// The coordinator process: a ROUTER socket around CoordinatorCore, a RunStore for durability, progress
 /// on stderr, the merged output at the end.
 public enum CoordinatorServer {
     public static func run(_ parameters: CoordinatorParameters) throws -> RunStore.Manifest {
         let questions = parameters.questions
         guard !questions.isEmpty else { throw ClusterError.usage("no questions to sample") }
+        if parameters.curve == nil, !parameters.insecure, !isLoopback(parameters.bind) {
+            throw ClusterError.usage("--bind \(parameters.bind) is reachable from other hosts and, without --curve, anyone who reaches it can join and submit records; hint: pass --curve DIR (see `lightreasoner keygen`), bind tcp://127.0.0.1:PORT, or pass --insecure on a trusted network")
+        }
         var seen = Set<String>()
         for (index, question) in questions.enumerated() where !seen.insert(question.id).inserted {
             throw ClusterError.usage("question \(index) repeats the id \(question.id.prefix(60)); the coordinator commits by question id, so ids must be unique")
         }
+        var config = CoordinatorConfig(runID: "", settings: parameters.settings, expert: ModelFingerprint(digest: "", files: [:]), amateur: ModelFingerprint(digest: "", files: [:]),
+                                       shardSize: parameters.shardSize)
+        config.apply(parameters)
+        try config.validate()   // before anything is written to --out
         let started = monotonicSeconds()
         let log: @Sendable (String) -> Void = { clusterLog(String(format: "[%7.1fs] coordinator: ", monotonicSeconds() - started) + $0) }
 
@@ -64,14 +85,9 @@ public enum CoordinatorServer {
         if store.journal.recoveredBytes > 0 {
             log("recovered: cut \(store.journal.recoveredBytes) bytes of uncommitted journal tail left by a crash")
         }
-        var config = CoordinatorConfig(runID: store.identity.runID, settings: parameters.settings, expert: expert, amateur: amateur,
-                                       shardSize: parameters.shardSize)
-        config.heartbeatSeconds = parameters.heartbeatSeconds
-        config.nodeTimeoutSeconds = parameters.nodeTimeoutSeconds
-        config.leaseSeconds = parameters.leaseSeconds
-        config.maxShardFailures = parameters.maxShardFailures
-        config.minNodes = parameters.minNodes
-        config.chunkBytes = parameters.chunkBytes
+        config = CoordinatorConfig(runID: store.identity.runID, settings: parameters.settings, expert: expert, amateur: amateur,
+                                   shardSize: parameters.shardSize)
+        config.apply(parameters)
         let core = try CoordinatorCore(config: config, questions: questions, committedIDs: store.journal.finished)
         core.nodeStatistics = store.loadNodeStatistics()
         log("\(resumed ? "resuming" : "starting") run \(store.identity.runID): \(questions.count) questions in \(core.shards.count) shards of \(parameters.shardSize), \(core.committedCount) already done → \(parameters.out.path)")
@@ -173,10 +189,12 @@ public enum CoordinatorServer {
             if ready.contains(0) {
                 var handled = 0
                 repeat {
-                    guard let frames = try router.receive() else { break }
+                    var userID: String?
+                    guard let frames = try router.receive(userID: &userID) else { break }
                     handled += 1
                     guard frames.count >= 2 else { continue }
-                    try apply(core.handle(from: frames[0], frames: Array(frames.dropFirst()), now: monotonicSeconds()))
+                    try apply(core.handle(from: frames[0], frames: Array(frames.dropFirst()), now: monotonicSeconds(),
+                                          key: parameters.curve != nil ? userID : nil))
                 } while try handled < 1000 && router.poll(milliseconds: 0)
             }
             if ready.contains(1), let frames = try monitor.receive(), let event = ZeroMQEvent(frames: frames) {
@@ -224,6 +242,14 @@ public enum CoordinatorServer {
                 throw ClusterError.usage("shard \(shard) is \(size) bytes as a lease, over the \(WireProtocol.maxEnvelopeBytes)-byte message limit; hint: lower --shard-size")
             }
         }
+    }
+
+    /// Endpoints only this host can reach: loopback TCP, ipc, inproc.
+    public static func isLoopback(_ endpoint: String) -> Bool {
+        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+        guard endpoint.hasPrefix("tcp://") else { return false }
+        let host = endpoint.dropFirst(6)
+        return host.hasPrefix("127.") || host.hasPrefix("localhost:") || host.hasPrefix("[::1]:")
     }
 
     static func newRunID() -> String {

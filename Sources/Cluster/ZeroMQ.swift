@@ -175,7 +175,15 @@ public final class ZeroMQSocket {
 
     /// Receives one multipart message; nil when the receive timeout expired.
     public func receive() throws -> [[UInt8]]? {
+        var userID: String?
+        return try receive(userID: &userID)
+    }
+
+    /// Also returns the message's User-Id metadata: under CURVE, the client public key the ZAP
+    /// handler authenticated (nil when there is none).
+    public func receive(userID: inout String?) throws -> [[UInt8]]? {
         var frames: [[UInt8]] = []
+        userID = nil
         while true {
             var message = zmq_msg_t()
             zmq_msg_init(&message)
@@ -185,6 +193,7 @@ public final class ZeroMQSocket {
                 if code == EAGAIN && frames.isEmpty { return nil }
                 throw ZeroMQError(operation: "receive", code: code)
             }
+            if frames.isEmpty, let property = zmq_msg_gets(&message, "User-Id") { userID = String(cString: property) }
             let size = zmq_msg_size(&message)
             let data = zmq_msg_data(&message)!
             frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))

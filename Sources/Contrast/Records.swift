@@ -1,4 +1,5 @@
 import Foundation
+import InputFiles
 
 /// One kept step, in the original's JSONL schema plus `question_id` and `prefix_ids`.
 /// Field order follows the original so files diff cleanly against it.
@@ -101,12 +102,16 @@ public enum DatasetError: Error, CustomStringConvertible {
 
 /// Reads GSM8K-style JSONL: `question` (or `problem`) text, optional `id`/`idx`; blank lines skipped.
 public func loadQuestions(file: URL) throws -> [Question] {
-    let text: String
-    do { text = try String(contentsOf: file, encoding: .utf8) } catch {
-        throw DatasetError.unreadable(file: file.path, reason: (error as NSError).localizedDescription)
+    let data: Data
+    do { data = try InputFile.read(file) } catch {
+        throw DatasetError.unreadable(file: file.path, reason: "\(error)")
     }
     var questions: [Question] = []
-    for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+    // Split on bytes: a Swift String keeps "\r\n" as one Character, and bad UTF-8 gets its line number.
+    for (index, bytes) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+        guard let line = String(validating: bytes, as: UTF8.self) else {
+            throw DatasetError.badLine(file: file.path, line: index + 1, reason: "not valid UTF-8")
+        }
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty { continue }
         guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {

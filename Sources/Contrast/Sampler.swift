@@ -22,14 +22,30 @@ public struct SamplingSettings: Sendable, Codable, Equatable {
     public var systemPrompt = SamplingSettings.defaultSystemPrompt
     public var amateurInput = AmateurInput.ids
     public init() {}
+
+    /// Finite and in range; with a model, max_new_tokens must also fit its context.
+    public func validate(maxPositions: Int? = nil) throws {
+        guard alpha.isFinite, (0...1).contains(alpha) else {
+            throw SamplingError.invalidSetting(key: "alpha", reason: "must be a finite number in 0...1 (a fraction of the expert's top probability), got \(alpha)")
+        }
+        guard beta.isFinite, beta >= 0 else {
+            throw SamplingError.invalidSetting(key: "beta", reason: "must be a finite KL threshold ≥ 0, got \(beta)")
+        }
+        guard maxNewTokens >= 1, maxNewTokens <= (maxPositions ?? Int.max) else {
+            throw SamplingError.invalidSetting(key: "max_new_tokens", reason: "must be in 1...\(maxPositions.map(String.init) ?? "∞") (the model's max_position_embeddings), got \(maxNewTokens)")
+        }
+    }
 }
 
 public enum SamplingError: Error, CustomStringConvertible {
     case vocabularyMismatch(firstIDs: [Int32], expert: [String], amateur: [String], checked: Int)
     case noChatTemplate(directory: String)
+    case invalidSetting(key: String, reason: String)
 
     public var description: String {
         switch self {
+        case let .invalidSetting(key, reason):
+            return "sampling setting \(key) \(reason); hint: --\(key.replacingOccurrences(of: "_", with: "-"))"
         case let .vocabularyMismatch(ids, expert, amateur, checked):
             let pairs = zip(ids, zip(expert, amateur)).map { "id \($0.0): expert \($0.1.0.debugDescription) vs amateur \($0.1.1.debugDescription)" }
             return "expert and amateur tokenizers disagree on \(ids.count) of the \(checked) common ids (first: \(pairs.joined(separator: "; "))); hint: the KL compares distributions id by id, so both models must share a vocabulary; pass --allow-vocab-mismatch to proceed anyway"
@@ -137,6 +153,8 @@ public func contrastiveSteps(
     retokenized: ((_ row: Int, _ prefix: [Int32]) -> [Int32])? = nil, stats: inout SamplingStats
 ) throws -> (generations: [GreedyResult], decisions: [[ContrastiveMath.Step]]) {
     let vocabE = expert.vocabSize
+    try settings.validate(maxPositions: expert.config.maxPositionEmbeddings)
+    try expert.checkGeneration(prompts: prompts, maxNewTokens: settings.maxNewTokens)
 
     // 1. Expert: greedy targets and its logits at every step s ≥ 1 (step 0 is never sampled).
     let expertStart = Date()
@@ -191,6 +209,12 @@ public func contrastiveSteps(
         }
     }
     let decisions = (0..<prompts.count).map { row in (0..<steps[row]).map { decided[offsets[row] + $0]! } }
+    // NaN amateur logits would otherwise reach the JSON writer.
+    for (row, steps) in decisions.enumerated() {
+        if let step = steps.firstIndex(where: { !$0.kl.isFinite || !$0.weights.allSatisfy(\.isFinite) }) {
+            throw DecoderError.nonFiniteLogits(row: row, step: step + 1)
+        }
+    }
     stats.amateurSeconds += Date().timeIntervalSince(amateurStart)
     return (generations, decisions)
 }

@@ -1,4 +1,5 @@
 import Foundation
+import InputFiles
 
 /// One benchmark item, with the question and gold answer built as the Qwen2.5-Math toolkit builds them
 /// (`parser.py` `parse_question`, `parse_ground_truth`).
@@ -198,7 +199,7 @@ public enum DatasetLoader {
             }
             for entry in ordered {
                 let url = folder.appendingPathComponent(entry.stem + ".json")
-                let data = try Data(contentsOf: url)
+                let data = try InputFile.read(url, limit: 1 << 26)
                 guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                     throw EvaluationError.malformed(file: url.path, line: nil, reason: "expected one JSON object")
                 }
@@ -339,8 +340,8 @@ public enum DatasetLoader {
 
     static func readRows(_ file: URL) throws -> [Row] {
         let data: Data
-        do { data = try Data(contentsOf: file) } catch {
-            throw EvaluationError.malformed(file: file.path, line: nil, reason: "cannot read: \(error.localizedDescription)")
+        do { data = try InputFile.read(file) } catch {
+            throw EvaluationError.malformed(file: file.path, line: nil, reason: "cannot read: \(error)")
         }
         let firstByte = data.first(where: { ![0x20, 0x0A, 0x0D, 0x09].contains($0) })
         if firstByte == UInt8(ascii: "[") {

@@ -73,9 +73,22 @@ public struct SequenceChunk: Sendable {
 public enum DecoderError: Error, CustomStringConvertible {
     case cacheFull(slot: Int, needed: Int, capacity: Int)
     case contextTooLong(tokens: Int, maxPositions: Int)
+    /// A prompt with no tokens: there is no position to predict from.
+    case emptyPrompt(row: Int)
+    /// max_new_tokens outside 1 ... the room the context leaves after the prompt.
+    case badMaxNewTokens(value: Int, promptTokens: Int, maxPositions: Int)
+    /// The model produced NaN or infinite logits (broken weights).
+    case nonFiniteLogits(row: Int, step: Int)
 
     public var description: String {
         switch self {
+        case let .emptyPrompt(row):
+            "prompt \(row) has no tokens; hint: give a non-empty --prompt, or check the tokenizer's chat_template (it rendered nothing)"
+        case let .badMaxNewTokens(value, promptTokens, maxPositions):
+            "max new tokens \(value) must be at least 1 and, with the \(promptTokens)-token prompt, fit the model's max_position_embeddings (\(maxPositions)); hint: lower --max-new-tokens"
+        case let .nonFiniteLogits(row, step):
+            "the model produced NaN or infinite logits (prompt \(row), step \(step)); hint: the weights are broken (check the safetensors files, or the adapter that was merged into them)"
+
         case let .cacheFull(slot, needed, capacity):
             "KV cache slot \(slot) needs \(needed) positions but holds \(capacity); hint: lower --max-new-tokens or the prompt length"
         case let .contextTooLong(tokens, maxPositions):
@@ -281,5 +294,18 @@ public final class Decoder: @unchecked Sendable {
     /// logits (R, V) = hidden (R, C) · lm_headᵀ
     public func logits(hidden: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
         linearForward(out: out, x: hidden, weight: lmHead, rows: rows, scratch: scratch)
+    }
+}
+
+extension Decoder {
+    /// Refuses what would crash or allocate without bound: empty prompts, and a max_new_tokens
+    /// that is not positive or does not fit the context after the longest prompt.
+    public func checkGeneration(prompts: [[Int32]], maxNewTokens: Int) throws {
+        if let row = prompts.firstIndex(where: \.isEmpty) { throw DecoderError.emptyPrompt(row: row) }
+        let longest = prompts.map(\.count).max() ?? 0
+        let limit = config.maxPositionEmbeddings
+        guard maxNewTokens >= 1, longest <= limit, maxNewTokens <= limit - longest else {
+            throw DecoderError.badMaxNewTokens(value: maxNewTokens, promptTokens: longest, maxPositions: limit)
+        }
     }
 }

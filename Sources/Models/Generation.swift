@@ -68,6 +68,8 @@ extension Decoder {
     ) throws -> [GreedyResult] {
         let vocab = vocabSize, hiddenSize = config.hiddenSize
         let longest = prompts.map(\.count).max() ?? 0
+        try checkGeneration(prompts: prompts, maxNewTokens: maxNewTokens)
+        var poisoned: (row: Int, step: Int)?
         let cache = KVCache(config: config, slots: prompts.count, capacity: longest + maxNewTokens)
         var results = Array(repeating: GreedyResult(), count: prompts.count)
         guard maxNewTokens > 0, !prompts.isEmpty else { return results }
@@ -78,6 +80,7 @@ extension Decoder {
         func choose(row: Int, logitsRow: UnsafeMutablePointer<Float>) {
             onStep?(row, results[row].ids.count, UnsafeBufferPointer(start: logitsRow, count: vocab))
             let (token, margin) = argmaxWithMargin(logitsRow, count: vocab)
+            if margin.isNaN, poisoned == nil { poisoned = (row, results[row].ids.count) }
             results[row].ids.append(Int32(token))
             results[row].margins.append(margin)
             next[row] = Int32(token)
@@ -100,6 +103,7 @@ extension Decoder {
                 }
             }
         }
+        if let poisoned { throw DecoderError.nonFiniteLogits(row: poisoned.row, step: poisoned.step) }
         stats?.pointee.promptTokens = prompts.reduce(0) { $0 + $1.count }
         stats?.pointee.prefillSeconds = Date().timeIntervalSince(prefillStart)
 
@@ -116,6 +120,7 @@ extension Decoder {
                     choose(row: row, logitsRow: out.baseAddress! + position * vocab)
                 }
             }
+            if let poisoned { throw DecoderError.nonFiniteLogits(row: poisoned.row, step: poisoned.step) }
             active = active.filter { !results[$0].stopped }
         }
         stats?.pointee.generatedTokens = results.reduce(0) { $0 + $1.ids.count }

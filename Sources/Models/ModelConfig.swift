@@ -1,4 +1,5 @@
 import Foundation
+import InputFiles
 
 /// Problems with a model directory's `config.json` / `generation_config.json`.
 public enum ModelConfigError: Error, CustomStringConvertible {
@@ -162,6 +163,14 @@ public struct ModelConfig: Sendable, Equatable {
         try validate(file: file)
     }
 
+    /// Upper bounds per key, far above any released Qwen2 / Llama: shapes past them would overflow
+    /// size arithmetic or allocate without bound before a missing tensor is noticed.
+    public static let limits: [String: Int] = [
+        "hidden_size": 1 << 16, "intermediate_size": 1 << 18, "num_hidden_layers": 1024,
+        "num_attention_heads": 1024, "num_key_value_heads": 1024, "head_dim": 1024,
+        "vocab_size": 1 << 22, "max_position_embeddings": 1 << 24,
+    ]
+
     /// Shape consistency; every message names the key at fault.
     public func validate(file: String) throws {
         let positive: [(String, Int)] = [
@@ -173,6 +182,9 @@ public struct ModelConfig: Sendable, Equatable {
         for (key, value) in positive where value <= 0 {
             throw ModelConfigError.inconsistent(file: file, key: key, reason: "must be positive, got \(value)")
         }
+        for (key, value) in positive where value > Self.limits[key]! {
+            throw ModelConfigError.inconsistent(file: file, key: key, reason: "\(value) is over this implementation's limit of \(Self.limits[key]!) (a checkpoint this size would not fit in memory; the value is likely corrupt)")
+        }
         if numHeads % numKVHeads != 0 {
             throw ModelConfigError.inconsistent(
                 file: file, key: "num_key_value_heads",
@@ -181,10 +193,10 @@ public struct ModelConfig: Sendable, Equatable {
         if headDim % 2 != 0 {
             throw ModelConfigError.inconsistent(file: file, key: "head_dim", reason: "RoPE rotates pairs, so head_dim must be even, got \(headDim)")
         }
-        if !(ropeTheta > 0) {
+        if !(ropeTheta > 0) || !ropeTheta.isFinite {
             throw ModelConfigError.inconsistent(file: file, key: "rope_theta", reason: "must be positive, got \(ropeTheta)")
         }
-        if !(rmsNormEps > 0) {
+        if !(rmsNormEps > 0) || !rmsNormEps.isFinite {
             throw ModelConfigError.inconsistent(file: file, key: "rms_norm_eps", reason: "must be positive, got \(rmsNormEps)")
         }
     }
@@ -244,9 +256,9 @@ public struct GenerationConfig: Sendable, Equatable {
 func readJSONObject(_ file: URL) throws -> [String: Any] {
     let data: Data
     do {
-        data = try Data(contentsOf: file)
+        data = try InputFile.read(file, limit: 1 << 26)
     } catch {
-        throw ModelConfigError.unreadable(file: file.path, reason: (error as NSError).localizedDescription)
+        throw ModelConfigError.unreadable(file: file.path, reason: "\(error)")
     }
     let object: Any
     do {

@@ -1,17 +1,24 @@
 import Foundation
+import InputFiles
 import Yams
 
 extension PipelineConfig {
     /// Reads a YAML config, applies `section.key=value` overrides, checks every key, decodes.
     public static func load(file: URL, overrides: [String] = []) throws -> PipelineConfig {
         let text: String
-        do { text = try String(contentsOf: file, encoding: .utf8) } catch {
-            throw ConfigError("\(file.path): cannot read: \(error.localizedDescription)")
+        do {
+            guard let decoded = String(validating: try InputFile.read(file, limit: 1 << 20), as: UTF8.self) else {
+                throw ConfigError("\(file.path): not UTF-8 text")
+            }
+            text = decoded
+        } catch let error as ConfigError { throw error } catch {
+            throw ConfigError("\(file.path): cannot read: \(error)")
         }
         return try parse(yaml: text, source: file.path, overrides: overrides)
     }
 
     public static func parse(yaml text: String, source: String, overrides: [String] = []) throws -> PipelineConfig {
+        try checkShape(yaml: text, source: source)
         let parsed: Node?
         do { parsed = try Yams.compose(yaml: text) } catch {
             throw ConfigError("\(source): not valid YAML: \(error)")
@@ -30,11 +37,53 @@ extension PipelineConfig {
         }
     }
 
+    /// Deepest nesting a config may have; run configs use 2 levels.
+    static let maxNesting = 64
+
+    /// Checks the raw text before Yams sees it: Yams composes recursively (deep nesting overflows the
+    /// stack) and expands aliases when decoding (a few hundred bytes of `*alias` can expand to
+    /// gigabytes). Run configs need neither, so aliases are refused and nesting is bounded.
+    static func checkShape(yaml text: String, source: String) throws {
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            // Drop quoted text and comments so `*` or brackets inside them do not count.
+            var line: [Character] = []
+            var quote: Character? = nil
+            for c in rawLine {
+                if let q = quote {
+                    if c == q { quote = nil }
+                    continue
+                }
+                if c == "\"" || c == "'" { quote = c; continue }
+                if c == "#", line.last.map({ $0 == " " || $0 == "\t" }) ?? true { break }
+                line.append(c)
+            }
+            var depth = line.prefix(while: { $0 == " " || $0 == "\t" }).count
+            var flow = 0
+            var previous: Character = " "
+            for c in line {
+                switch c {
+                case "[", "{": flow += 1; depth = max(depth, flow + line.prefix(while: { $0 == " " }).count)
+                case "]", "}": flow -= 1
+                case "-" where previous == " " || previous == "-": depth += 1
+                case "*" where " \t[{,:-".contains(previous), "&" where " \t[{,:-".contains(previous):
+                    throw ConfigError("\(source):\(index + 1): YAML anchors and aliases (&name, *name) are not supported in run configs; write the values out")
+                default: break
+                }
+                previous = c
+            }
+            if depth > maxNesting {
+                throw ConfigError("\(source):\(index + 1): nested deeper than \(maxNesting) levels (run configs have sections of keys); hint: check the file")
+            }
+        }
+    }
+
     /// Unknown keys (at the top or in a section) are errors naming the key and the file.
     static func checkKeys(_ root: Node, source: String) throws {
         guard let mapping = root.mapping else { return }
+        var seen = Set<String>()
         for (keyNode, value) in mapping {
             let key = keyNode.string ?? "\(keyNode)"
+            guard seen.insert(key).inserted else { throw ConfigError("\(source): key '\(key)' appears twice") }
             guard topLevelKeys.contains(key) else {
                 throw ConfigError("\(source): unknown key '\(key)' (known: \(topLevelKeys.sorted().joined(separator: ", ")))")
             }
@@ -43,8 +92,10 @@ extension PipelineConfig {
                 if value == Node("null", Tag(.null)) || value.null != nil { continue }
                 throw ConfigError("\(source): '\(key)' must be a mapping of keys (\(section.keys.sorted().joined(separator: ", ")))")
             }
+            var seenInner = Set<String>()
             for (innerKey, _) in inner {
                 let name = innerKey.string ?? "\(innerKey)"
+                guard seenInner.insert(name).inserted else { throw ConfigError("\(source): key '\(key).\(name)' appears twice") }
                 if !section.keys.contains(name) {
                     throw ConfigError("\(source): unknown key '\(key).\(name)' (known in \(key): \(section.keys.sorted().joined(separator: ", ")))")
                 }
@@ -62,6 +113,7 @@ extension PipelineConfig {
         let rawValue = String(override[override.index(after: equals)...])
         let parts = path.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         var value: Node
+        try checkShape(yaml: rawValue, source: "--set \(path)")
         do { value = try Yams.compose(yaml: rawValue) ?? Node("null", Tag(.null)) } catch {
             value = Node(rawValue, Tag(.str), .plain)
         }

@@ -186,7 +186,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
     // MARK: - Mapping
 
     private static func mapFile(_ path: String) throws -> (UnsafeRawPointer, Int) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat below refuses it.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw SafeTensorsError.cannotOpen(path: path, reason: errnoText()) }
         defer { close(fd) }  // the mapping keeps its own reference to the file
         var status = stat()

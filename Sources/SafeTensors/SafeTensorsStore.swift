@@ -15,6 +15,7 @@
 // than one way), so it is exposed but not checked.
 
 import Foundation
+import InputFiles
 import Tensors
 
 public final class SafeTensorsStore: @unchecked Sendable {
@@ -228,7 +229,7 @@ public final class SafeTensorsStore: @unchecked Sendable {
     private static func readIndex(_ path: String) throws -> (weightMap: [String: String], metadata: [String: String]) {
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
+            data = try InputFile.read(URL(fileURLWithPath: path), limit: 1 << 28)
         } catch {
             throw SafeTensorsError.cannotOpen(path: path, reason: error.localizedDescription)
         }

@@ -33,6 +33,7 @@
 //    (ensure_ascii=False), `raise_exception`, `strftime_now`, and the special tokens in context.
 
 import Foundation
+import InputFiles
 
 public final class Tokenizer: @unchecked Sendable {
     /// Number of ordinary BPE tokens: model-vocab ids below the first added token
@@ -72,6 +73,8 @@ public final class Tokenizer: @unchecked Sendable {
     public let chatTemplateError: ChatTemplateError?
     /// Named templates when tokenizer_config.json holds a list of {name, template}.
     public let namedChatTemplates: [String: String]
+    /// The folder the files were read from (nil when built from contents); names the template's file in errors.
+    public private(set) var directory: URL?
 
     let model: BPEModel
     let normalizers: [Normalization]
@@ -104,10 +107,11 @@ public final class Tokenizer: @unchecked Sendable {
         let cfg = directory.appendingPathComponent("tokenizer_config.json")
         let jinja = directory.appendingPathComponent("chat_template.jinja")
         try self.init(
-            tokenizerJSON: try Data(contentsOf: tj),
-            configJSON: FileManager.default.fileExists(atPath: cfg.path) ? try Data(contentsOf: cfg) : nil,
+            tokenizerJSON: try InputFile.read(tj, limit: 1 << 30),
+            configJSON: FileManager.default.fileExists(atPath: cfg.path) ? try InputFile.read(cfg, limit: 1 << 26) : nil,
             chatTemplateFile: FileManager.default.fileExists(atPath: jinja.path)
-                ? String(decoding: try Data(contentsOf: jinja), as: UTF8.self) : nil)
+                ? String(decoding: try InputFile.read(jinja, limit: 1 << 22), as: UTF8.self) : nil)
+        self.directory = directory
     }
 
     /// Builds a tokenizer from the contents of the files.
@@ -693,8 +697,9 @@ public final class Tokenizer: @unchecked Sendable {
     public func applyChatTemplate(_ messages: [ChatMessage], addGenerationPrompt: Bool,
                                   tools: [JinjaValue]? = nil,
                                   extraContext: [String: JinjaValue] = [:]) throws -> String {
+        let file = (directory.map { $0.path + "/" } ?? "") + (chatTemplateOrigin ?? "chat template")
         guard let template = chatTemplate else {
-            if let chatTemplateError { throw chatTemplateError }
+            if let chatTemplateError { throw TokenizerError.chatTemplate(file: file, error: chatTemplateError) }
             throw ChatTemplateError.noTemplate
         }
         var context: [String: JinjaValue] = [:]
@@ -703,8 +708,12 @@ public final class Tokenizer: @unchecked Sendable {
         context["pad_token"] = padToken.map(JinjaValue.string) ?? .null
         context["unk_token"] = unkToken.map(JinjaValue.string) ?? .null
         for (k, v) in extraContext { context[k] = v }
-        return try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt, tools: tools,
-                                   extraContext: context)
+        do {
+            return try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt, tools: tools,
+                                       extraContext: context)
+        } catch let error as ChatTemplateError {
+            throw TokenizerError.chatTemplate(file: file, error: error)
+        }
     }
 }
 

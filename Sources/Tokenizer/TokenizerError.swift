@@ -11,6 +11,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Sendable, Equatable 
     /// A component this implementation does not provide (a normalizer, pre-tokenizer, regex,
     /// model type, decoder...).
     case unsupported(file: String, key: String, value: String, hint: String)
+    /// The chat template failed to parse or render; `file` is where it came from.
+    case chatTemplate(file: String, error: ChatTemplateError)
 
     public var description: String {
         switch self {
@@ -24,6 +26,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Sendable, Equatable 
             return "tokenizer: \(file) key '\(key)': \(reason). Hint: \(hint)"
         case let .unsupported(file, key, value, hint):
             return "tokenizer: \(file) key '\(key)': unsupported \(value). Hint: \(hint)"
+        case let .chatTemplate(file, error):
+            return "\(file): \(error)"
         }
     }
 }

@@ -1,5 +1,6 @@
 import Contrast
 import Foundation
+import InputFiles
 import Tokenizer
 
 /// Where the assistant prefix's ids come from.
@@ -98,8 +99,8 @@ public enum SampleData {
         var records: [SampleRecord] = []
         for file in files {
             let data: Data
-            do { data = try Data(contentsOf: file) } catch {
-                throw SampleDataError.unreadable(path: file.path, reason: (error as NSError).localizedDescription)
+            do { data = try InputFile.read(file) } catch {
+                throw SampleDataError.unreadable(path: file.path, reason: "\(error)")
             }
             var lineNumber = 0
             for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {

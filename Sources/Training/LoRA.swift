@@ -51,6 +51,23 @@ public struct LoRAConfig: Sendable, Codable, Equatable {
         self.targets = Array(Set(targets)).sorted()
     }
 
+    /// Rank within the model's widths, alpha finite, dropout a probability, at least one target.
+    public func validate(model: ModelConfig) throws {
+        let widest = min(model.hiddenSize, model.qDim, model.kvDim, model.intermediateSize)
+        guard rank >= 1, rank <= widest else {
+            throw TrainingError.invalidOption(key: "--rank", reason: "must be in 1...\(widest) (the narrowest adapted width), got \(rank)")
+        }
+        guard alpha.isFinite, alpha > 0 else {
+            throw TrainingError.invalidOption(key: "--alpha", reason: "must be a finite positive number, got \(alpha)")
+        }
+        guard dropout.isFinite, dropout >= 0, dropout < 1 else {
+            throw TrainingError.invalidOption(key: "--dropout", reason: "must be in [0, 1), got \(dropout)")
+        }
+        guard !targets.isEmpty else {
+            throw TrainingError.invalidOption(key: "--targets", reason: "names no projection, so nothing would be trained; hint: e.g. --targets q,v")
+        }
+    }
+
     /// PEFT's default scaling (no rsLoRA): alpha / r.
     public var scale: Float { alpha / Float(rank) }
 }

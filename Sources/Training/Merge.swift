@@ -19,7 +19,28 @@ public enum AdapterMerge {
         public let files: [String]
     }
 
+    /// Why a merge was refused before anything was written.
+    public enum MergeError: Error, CustomStringConvertible, Equatable {
+        case outputIsInput(out: String, input: String)
+        public var description: String {
+            switch self {
+            case let .outputIsInput(out, input):
+                "--out \(out) is the same directory as \(input): merging would overwrite the files it reads; hint: pass a new directory for --out"
+            }
+        }
+    }
+
+    /// True when both paths name the same existing directory (symlinks followed).
+    static func sameDirectory(_ a: URL, _ b: URL) -> Bool {
+        var x = stat(), y = stat()
+        guard stat(a.path, &x) == 0, stat(b.path, &y) == 0 else { return false }
+        return x.st_dev == y.st_dev && x.st_ino == y.st_ino
+    }
+
     public static func merge(model directory: URL, adapter adapterDirectory: URL, out: URL) throws -> Report {
+        for input in [directory, adapterDirectory] where sameDirectory(out, input) {
+            throw MergeError.outputIsInput(out: out.path, input: input.path)
+        }
         let checkpoint = try Checkpoint(directory: directory)
         let adapter = try PEFTAdapter.load(directory: adapterDirectory, model: checkpoint.config)
         let store = checkpoint.store

@@ -31,15 +31,36 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
     public init() {}
 
     public var samplesPerStep: Int { batchSize * accumulation }
+
+    /// Finite and in range (NaN or infinity would reach the optimizer and the checkpoint JSON).
+    public func validate() throws {
+        func check(_ ok: Bool, _ key: String, _ reason: String) throws {
+            if !ok { throw TrainingError.invalidOption(key: key, reason: reason) }
+        }
+        let o = optimizer
+        try check(steps >= 1, "--steps", "must be at least 1, got \(steps)")
+        try check(batchSize >= 1 && accumulation >= 1, "--batch-size / --accumulation", "must be at least 1, got \(batchSize) / \(accumulation)")
+        try check(batchSize.multipliedReportingOverflow(by: accumulation).overflow == false, "--batch-size × --accumulation", "overflows")
+        try check(o.learningRate.isFinite && o.learningRate > 0, "--lr", "must be a finite positive number, got \(o.learningRate)")
+        try check(o.beta1.isFinite && (0..<1).contains(o.beta1) && o.beta2.isFinite && (0..<1).contains(o.beta2), "AdamW betas", "must be in [0, 1), got \(o.beta1), \(o.beta2)")
+        try check(o.epsilon.isFinite && o.epsilon > 0, "AdamW epsilon", "must be a finite positive number, got \(o.epsilon)")
+        try check(o.weightDecay.isFinite && o.weightDecay >= 0, "--weight-decay", "must be a finite number ≥ 0, got \(o.weightDecay)")
+        try check(maxGradNorm.isFinite && maxGradNorm > 0, "--max-grad-norm", "must be a finite positive number, got \(maxGradNorm)")
+        try check(warmupSteps >= 0 && warmupSteps <= steps, "--warmup-steps", "must be in 0...\(steps), got \(warmupSteps)")
+        try check(saveEvery >= 0 && evalEvery >= 0, "--save-every / --eval-every", "must be ≥ 0")
+    }
 }
 
 public enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(step: Int, what: String, records: [Int], checkpoint: String?)
     case noExamples(String)
     case badCheckpoint(path: String, reason: String)
+    /// An option out of range or not finite; `key` is the flag.
+    case invalidOption(key: String, reason: String)
 
     public var description: String {
         switch self {
+        case let .invalidOption(key, reason): "\(key) \(reason)"
         case let .nonFinite(step, what, records, checkpoint):
             "step \(step): \(what) is not finite (records \(records.prefix(8).map(String.init).joined(separator: ", "))\(records.count > 8 ? ", …" : "")); the step was not applied"
                 + (checkpoint.map { "; the parameters before it are saved in \($0)" } ?? "")
@@ -130,6 +151,8 @@ public final class Trainer {
                 options: TrainingOptions, outputDirectory: URL?, baseModel: String,
                 communicator: TrainingCommunicator? = nil) throws {
         guard !train.isEmpty else { throw TrainingError.noExamples("no training samples left (all skipped or held out)") }
+        try options.validate()
+        try model.adapter.config.validate(model: model.config)
         self.model = model
         self.train = train
         self.validation = validation

@@ -66,6 +66,9 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
     @Option(help: "File to write the bound endpoint to (default OUT/endpoint).")
     var endpointFile: String?
 
+    @Flag(help: "Allow binding a non-loopback address without --curve (anyone who reaches it can join and submit).")
+    var insecure = false
+
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
@@ -96,6 +99,7 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
         parameters.progressSeconds = progressSeconds
         parameters.lingerSeconds = max(2, 3 * parameters.heartbeatSeconds)
         parameters.endpointFile = endpointFile.map(userURL)
+        parameters.insecure = insecure
         if let curve { parameters.curve = try CurveKeys.loadServer(userURL(curve)) }
         let manifest = try CoordinatorServer.run(parameters)
         print("run \(manifest.runID): \(manifest.questions) questions, \(manifest.records) records in \(manifest.shards.count) shard file(s) → \(userURL(out).path)/manifest.json")

@@ -21,6 +21,8 @@ final class InProcessCluster {
         var exitMessage = ""
         var crashed = false
         var logs: [String] = []
+        /// The CURVE key the coordinator is told this node authenticated with (nil: no CURVE).
+        var key: String?
         init(peer: PeerID, core: NodeCore) {
             self.peer = peer
             self.core = core
@@ -147,7 +149,9 @@ final class InProcessCluster {
         now += dt
         let queued = toCoordinator
         toCoordinator.removeAll()
-        for (peer, frames) in queued { apply(coordinator.handle(from: peer, frames: frames, now: now)) }
+        for (peer, frames) in queued {
+            apply(coordinator.handle(from: peer, frames: frames, now: now, key: nodes.first { $0.peer == peer }?.key))
+        }
         for node in nodes where node.alive {
             if node.failing, let job = node.job {
                 node.job = nil

@@ -365,16 +365,19 @@ import Contrast
     }
 
     @Test func aShardThatFailsOnEveryNodeStopsTheRun() throws {
-        let cluster = InProcessCluster(coordinator: try CoordinatorCore(config: InProcessCluster.config(shardSize: 2), questions: InProcessCluster.questions(2), committedIDs: []))
+        var config = InProcessCluster.config(shardSize: 2)
+        config.authenticatedFailures = true   // under CURVE: one vote per authenticated key
+        let cluster = InProcessCluster(coordinator: try CoordinatorCore(config: config, questions: InProcessCluster.questions(2), committedIDs: []))
         for name in ["a", "b", "c"] {
             let node = cluster.addNode(InProcessCluster.nodeConfig(name))
+            node.key = "key-\(name)"
             node.failing = true
             #expect(cluster.run(until: { !node.alive }, limit: 100))
             #expect(node.exitStatus == 1 && node.exitMessage.contains("sampling failed"))
         }
         cluster.step()   // the last goodbye
         let reason = try #require(cluster.aborted)
-        #expect(reason.contains("shard 0 failed on 3 nodes") && reason.contains("embedding table"))
+        #expect(reason.contains("shard 0 failed on 3 nodes with distinct keys") && reason.contains("embedding table"))
         #expect(cluster.coordinatorLogs.contains { $0.contains("node a left: sampling failed") })
     }
 

@@ -71,4 +71,24 @@ import Training
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("model.safetensors.index.json").path))
         _ = try Decoder(directory: out)
     }
+
+    /// Issue 18: `merge --out D --model D` used to delete D/config.json and corrupt its weights.
+    @Test func mergingIntoTheBaseOrAdapterDirectoryIsRefused() throws {
+        let base = try makeTemporaryDirectory("merge-into-self")
+        for name in try FileManager.default.contentsOfDirectory(atPath: Repo.model("tiny-expert").path) {
+            try FileManager.default.copyItem(at: Repo.model("tiny-expert").appendingPathComponent(name), to: base.appendingPathComponent(name))
+        }
+        let before = try FileManager.default.contentsOfDirectory(atPath: base.path).sorted()
+        let weights = try Data(contentsOf: base.appendingPathComponent("model.safetensors"))
+        let link = base.deletingLastPathComponent().appendingPathComponent("link-\(UUID().uuidString)")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: base)
+        for out in [base, link, URL(fileURLWithPath: base.path + "/.")] {
+            #expect(throws: AdapterMerge.MergeError.outputIsInput(out: out.path, input: base.path)) {
+                try AdapterMerge.merge(model: base, adapter: adapter, out: out)
+            }
+        }
+        #expect(throws: AdapterMerge.MergeError.self) { try AdapterMerge.merge(model: base, adapter: adapter, out: adapter) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: base.path).sorted() == before)
+        #expect(try Data(contentsOf: base.appendingPathComponent("model.safetensors")) == weights)
+    }
 }

@@ -15,6 +15,8 @@ public enum ChatTemplateError: Error, CustomStringConvertible, Sendable, Equatab
     /// A Jinja construct outside the implemented subset (a tag, filter, test, operator...).
     case unsupported(construct: String, line: Int)
     case runtime(message: String, line: Int)
+    /// A template over a size limit (nesting depth, output or string size, loop iterations).
+    case tooLarge(message: String, line: Int)
     /// `raise_exception(message)` called by the template.
     case raised(message: String)
     /// The tokenizer has no chat template.
@@ -26,6 +28,8 @@ public enum ChatTemplateError: Error, CustomStringConvertible, Sendable, Equatab
         case let .unsupported(construct, line):
             return "chat template (line \(line)): unsupported Jinja construct \(construct). Hint: the implemented subset covers the Qwen2.5 / ChatML templates; simplify the template or extend Sources/Tokenizer/Jinja"
         case let .runtime(message, line): return "chat template error (line \(line)): \(message)"
+        case let .tooLarge(message, line):
+            return "chat template (line \(line)) is over a limit: \(message). Hint: chat templates need none of this; check the template's source"
         case let .raised(message): return "chat template raised an exception: \(message)"
         case .noTemplate:
             return "tokenizer has no chat template. Hint: add chat_template.jinja or tokenizer_config.json 'chat_template'"

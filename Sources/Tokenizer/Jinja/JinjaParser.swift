@@ -28,10 +28,28 @@ final class JExpr: Sendable {
 
     let kind: Kind
     let line: Int
+    /// Height of the tree below (a leaf is 1): the renderer recurses this deep.
+    let depth: Int
 
     init(_ kind: Kind, _ line: Int) {
         self.kind = kind
         self.line = line
+        func d(_ e: JExpr?) -> Int { e?.depth ?? 0 }
+        let below: Int
+        switch kind {
+        case .literal, .name: below = 0
+        case .list(let items), .tuple(let items): below = items.map(\.depth).max() ?? 0
+        case .dict(let pairs): below = pairs.map { max($0.0.depth, $0.1.depth) }.max() ?? 0
+        case .attribute(let e, _), .not(let e), .negate(let e), .plus(let e): below = e.depth
+        case .item(let a, let b), .and(let a, let b), .or(let a, let b), .binary(_, let a, let b): below = max(a.depth, b.depth)
+        case .slice(let a, let b, let c, let e): below = max(a.depth, d(b), d(c), d(e))
+        case .call(let f, let args, let kwargs), .filter(let f, _, let args, let kwargs):
+            below = max(f.depth, args.map(\.depth).max() ?? 0, kwargs.map(\.1.depth).max() ?? 0)
+        case .test(let e, _, let args, _): below = max(e.depth, args.map(\.depth).max() ?? 0)
+        case .compare(let e, let ops): below = max(e.depth, ops.map(\.1.depth).max() ?? 0)
+        case .conditional(let a, let b, let c): below = max(a.depth, b.depth, d(c))
+        }
+        depth = below + 1
     }
 }
 
@@ -51,6 +69,15 @@ indirect enum JStmt: Sendable {
 struct JinjaParser {
     private let tokens: [JToken]
     private var i = 0
+    /// Open nested constructs (brackets, `not`, unary signs, block tags): bounded so a hostile
+    /// template gets a typed error instead of overflowing the stack.
+    private var nesting = 0
+
+    /// Deepest nesting of brackets, operators and block tags a template may have. Real chat templates
+    /// stay under 20; the parser and renderer recurse once per level.
+    static let maxNesting = 200
+    /// Tallest expression tree (a chain `a ~ b ~ c ...` is as tall as it is long).
+    static let maxExpressionDepth = 1000
 
     static let filters: Set<String> = [
         "tojson", "trim", "length", "count", "upper", "lower", "default", "d", "first", "last", "join",
@@ -70,6 +97,22 @@ struct JinjaParser {
     ]
 
     init(tokens: [JToken]) { self.tokens = tokens }
+
+    private mutating func enter() throws {
+        nesting += 1
+        if nesting > Self.maxNesting {
+            throw ChatTemplateError.tooLarge(message: "nesting deeper than \(Self.maxNesting) levels", line: current.line)
+        }
+    }
+
+    /// Every expression node goes through here, so an over-tall tree is refused as it grows.
+    private func node(_ kind: JExpr.Kind, _ line: Int) throws -> JExpr {
+        let e = JExpr(kind, line)
+        if e.depth > Self.maxExpressionDepth {
+            throw ChatTemplateError.tooLarge(message: "expression nested or chained deeper than \(Self.maxExpressionDepth) operations", line: line)
+        }
+        return e
+    }
 
     static func parse(_ source: String) throws -> [JStmt] {
         var lexer = JinjaLexer(source)
@@ -146,6 +189,8 @@ struct JinjaParser {
     /// Parses until a block tag whose name is in `until`; returns the body and that name (the
     /// tag's name is consumed, the rest of the tag is not).
     private mutating func parseBody(until: Set<String>) throws -> ([JStmt], String?) {
+        try enter()
+        defer { nesting -= 1 }
         var body: [JStmt] = []
         while true {
             let t = current
@@ -279,11 +324,13 @@ struct JinjaParser {
             if isOp(")") { break }
             items.append(try parseExpression(withCondExpr: withCondExpr))
         }
-        return JExpr(.tuple(items), line)
+        return try node(.tuple(items), line)
     }
 
     private mutating func parseExpression(withCondExpr: Bool) throws -> JExpr {
-        withCondExpr ? try parseCondExpr() : try parseOr()
+        try enter()
+        defer { nesting -= 1 }
+        return withCondExpr ? try parseCondExpr() : try parseOr()
     }
 
     private mutating func parseCondExpr() throws -> JExpr {
@@ -292,8 +339,12 @@ struct JinjaParser {
         while skipName("if") {
             let cond = try parseOr()
             var otherwise: JExpr? = nil
-            if skipName("else") { otherwise = try parseCondExpr() }
-            e = JExpr(.conditional(then: e, condition: cond, otherwise: otherwise), line)
+            if skipName("else") {
+                try enter()
+                defer { nesting -= 1 }
+                otherwise = try parseCondExpr()
+            }
+            e = try node(.conditional(then: e, condition: cond, otherwise: otherwise), line)
             line = current.line
         }
         return e
@@ -303,7 +354,7 @@ struct JinjaParser {
         var e = try parseAnd()
         while isName("or") {
             let line = advance().line
-            e = JExpr(.or(e, try parseAnd()), line)
+            e = try node(.or(e, try parseAnd()), line)
         }
         return e
     }
@@ -312,7 +363,7 @@ struct JinjaParser {
         var e = try parseNot()
         while isName("and") {
             let line = advance().line
-            e = JExpr(.and(e, try parseNot()), line)
+            e = try node(.and(e, try parseNot()), line)
         }
         return e
     }
@@ -320,7 +371,9 @@ struct JinjaParser {
     private mutating func parseNot() throws -> JExpr {
         if isName("not") {
             let line = advance().line
-            return JExpr(.not(try parseNot()), line)
+            try enter()
+            defer { nesting -= 1 }
+            return try node(.not(try parseNot()), line)
         }
         return try parseCompare()
     }
@@ -344,7 +397,7 @@ struct JinjaParser {
                 break
             }
         }
-        return ops.isEmpty ? left : JExpr(.compare(left, ops), line)
+        return ops.isEmpty ? left : try node(.compare(left, ops), line)
     }
 
     private mutating func parseMath1() throws -> JExpr {
@@ -352,7 +405,7 @@ struct JinjaParser {
         while isOp("+") || isOp("-") {
             let t = advance()
             guard case .op(let o) = t.kind else { break }
-            e = JExpr(.binary(o, e, try parseConcat()), t.line)
+            e = try node(.binary(o, e, try parseConcat()), t.line)
         }
         return e
     }
@@ -361,7 +414,7 @@ struct JinjaParser {
         var e = try parseMath2()
         while isOp("~") {
             let line = advance().line
-            e = JExpr(.binary("~", e, try parseMath2()), line)
+            e = try node(.binary("~", e, try parseMath2()), line)
         }
         return e
     }
@@ -371,7 +424,7 @@ struct JinjaParser {
         while isOp("*") || isOp("/") || isOp("//") || isOp("%") {
             let t = advance()
             guard case .op(let o) = t.kind else { break }
-            e = JExpr(.binary(o, e, try parsePow()), t.line)
+            e = try node(.binary(o, e, try parsePow()), t.line)
         }
         return e
     }
@@ -380,18 +433,20 @@ struct JinjaParser {
         var e = try parseUnary(withFilter: true)
         while isOp("**") {
             let line = advance().line
-            e = JExpr(.binary("**", e, try parseUnary(withFilter: true)), line)
+            e = try node(.binary("**", e, try parseUnary(withFilter: true)), line)
         }
         return e
     }
 
     private mutating func parseUnary(withFilter: Bool) throws -> JExpr {
+        try enter()
+        defer { nesting -= 1 }
         let line = current.line
         var e: JExpr
         if skipOp("-") {
-            e = JExpr(.negate(try parseUnary(withFilter: false)), line)
+            e = try node(.negate(try parseUnary(withFilter: false)), line)
         } else if skipOp("+") {
-            e = JExpr(.plus(try parseUnary(withFilter: false)), line)
+            e = try node(.plus(try parseUnary(withFilter: false)), line)
         } else {
             e = try parsePrimary()
         }
@@ -406,10 +461,10 @@ struct JinjaParser {
         case .name(let n):
             _ = advance()
             switch n {
-            case "true", "True": return JExpr(.literal(.bool(true)), t.line)
-            case "false", "False": return JExpr(.literal(.bool(false)), t.line)
-            case "none", "None": return JExpr(.literal(.null), t.line)
-            default: return JExpr(.name(n), t.line)
+            case "true", "True": return try node(.literal(.bool(true)), t.line)
+            case "false", "False": return try node(.literal(.bool(false)), t.line)
+            case "none", "None": return try node(.literal(.null), t.line)
+            default: return try node(.name(n), t.line)
             }
         case .string(var s):
             _ = advance()
@@ -417,16 +472,16 @@ struct JinjaParser {
                 s += more
                 _ = advance()
             }
-            return JExpr(.literal(.string(s)), t.line)
+            return try node(.literal(.string(s)), t.line)
         case .integer(let v):
             _ = advance()
-            return JExpr(.literal(.int(v)), t.line)
+            return try node(.literal(.int(v)), t.line)
         case .float(let v):
             _ = advance()
-            return JExpr(.literal(.double(v)), t.line)
+            return try node(.literal(.double(v)), t.line)
         case .op("("):
             _ = advance()
-            if skipOp(")") { return JExpr(.tuple([]), t.line) }
+            if skipOp(")") { return try node(.tuple([]), t.line) }
             let e = try parseTuple(withCondExpr: true)
             try expectOp(")")
             return e
@@ -438,7 +493,7 @@ struct JinjaParser {
                 if !skipOp(",") { break }
             }
             try expectOp("]")
-            return JExpr(.list(items), t.line)
+            return try node(.list(items), t.line)
         case .op("{"):
             _ = advance()
             var pairs: [(JExpr, JExpr)] = []
@@ -449,7 +504,7 @@ struct JinjaParser {
                 if !skipOp(",") { break }
             }
             try expectOp("}")
-            return JExpr(.dict(pairs), t.line)
+            return try node(.dict(pairs), t.line)
         default:
             throw ChatTemplateError.syntax(message: "unexpected \(describe(t)) in an expression", line: t.line)
         }
@@ -463,10 +518,10 @@ struct JinjaParser {
                 switch current.kind {
                 case .name(let n):
                     _ = advance()
-                    e = JExpr(.attribute(e, n), line)
+                    e = try node(.attribute(e, n), line)
                 case .integer(let v):
                     _ = advance()
-                    e = JExpr(.item(e, JExpr(.literal(.int(v)), line)), line)
+                    e = try node(.item(e, try node(.literal(.int(v)), line)), line)
                 default:
                     throw ChatTemplateError.syntax(message: "expected an attribute name after '.'", line: line)
                 }
@@ -474,7 +529,7 @@ struct JinjaParser {
                 e = try parseSubscript(e, line: line)
             } else if isOp("(") {
                 let (args, kwargs) = try parseCallArgs()
-                e = JExpr(.call(e, args, kwargs), line)
+                e = try node(.call(e, args, kwargs), line)
             } else {
                 return e
             }
@@ -503,11 +558,11 @@ struct JinjaParser {
         }
         if !isSlice {
             guard let index = parts.first ?? nil else { throw ChatTemplateError.syntax(message: "empty subscript", line: line) }
-            return JExpr(.item(base, index), line)
+            return try node(.item(base, index), line)
         }
         guard parts.count <= 3 else { throw ChatTemplateError.syntax(message: "too many ':' in a slice", line: line) }
         while parts.count < 3 { parts.append(nil) }
-        return JExpr(.slice(base, parts[0], parts[1], parts[2]), line)
+        return try node(.slice(base, parts[0], parts[1], parts[2]), line)
     }
 
     private mutating func parseCallArgs() throws -> ([JExpr], [(String, JExpr)]) {
@@ -544,7 +599,7 @@ struct JinjaParser {
                 var args: [JExpr] = []
                 var kwargs: [(String, JExpr)] = []
                 if isOp("(") { (args, kwargs) = try parseCallArgs() }
-                e = JExpr(.filter(e, name, args, kwargs), line)
+                e = try node(.filter(e, name, args, kwargs), line)
             } else if isName("is") {
                 _ = advance()
                 let negated = skipName("not")
@@ -566,10 +621,10 @@ struct JinjaParser {
                 } else if startsPrimary(), !isName("else"), !isName("or"), !isName("and"), !isName("is") {
                     args = [try parsePostfix(try parsePrimary())]
                 }
-                e = JExpr(.test(e, name, args, negated: negated), line)
+                e = try node(.test(e, name, args, negated: negated), line)
             } else if isOp("(") {
                 let (args, kwargs) = try parseCallArgs()
-                e = JExpr(.call(e, args, kwargs), line)
+                e = try node(.call(e, args, kwargs), line)
             } else {
                 return e
             }

@@ -8,6 +8,32 @@ import Foundation
 final class JinjaRenderer {
     private var scopes: [[String: JinjaValue]]
     private var out = ""
+    private var iterations = 0
+
+    /// Largest string a template may build or print (a rendered prompt is far smaller than this).
+    static let maxStringBytes = 16 << 20
+    /// Loop iterations (all loops together) one render may take.
+    static let maxIterations = 2_000_000
+
+    /// Throws unless a string of `bytes` bytes is within the limit: checked before building it.
+    static func checkSize(_ bytes: Int, _ what: String, line: Int) throws {
+        guard bytes >= 0, bytes <= maxStringBytes else {
+            throw ChatTemplateError.tooLarge(message: "\(what) would be \(bytes < 0 ? "over \(maxStringBytes)" : "\(bytes)") bytes (limit \(maxStringBytes))", line: line)
+        }
+    }
+
+    /// Bounds replace()'s output before building it (each occurrence of `a` may grow into `b`).
+    static func checkReplace(_ s: String, _ a: String, _ b: String, line: Int) throws {
+        let n = s.utf8.count, grow = max(0, b.utf8.count - a.utf8.count)
+        let (extra, overflow) = (n / max(1, a.utf8.count)).multipliedReportingOverflow(by: grow)
+        try checkSize(overflow ? -1 : n + extra, "replace()'s result", line: line)
+    }
+
+    static func repeated(_ s: String, _ n: Int, line: Int) throws -> String {
+        let (bytes, overflow) = s.utf8.count.multipliedReportingOverflow(by: max(0, n))
+        try checkSize(overflow ? -1 : bytes, "a repeated string", line: line)
+        return String(repeating: s, count: max(0, n))
+    }
 
     private enum Flow { case normal, breakLoop, continueLoop }
 
@@ -35,7 +61,8 @@ final class JinjaRenderer {
             default: throw ChatTemplateError.runtime(message: "range() takes 1 to 3 arguments", line: 0)
             }
             guard step != 0 else { throw ChatTemplateError.runtime(message: "range() step must not be zero", line: 0) }
-            guard (stop - start) / step < 100_000 else { throw ChatTemplateError.runtime(message: "range too large", line: 0) }
+            let (span, overflow) = stop.subtractingReportingOverflow(start)
+            guard !overflow, span / step < 100_000 else { throw ChatTemplateError.tooLarge(message: "range() of more than 100000 items", line: 0) }
             return .array(Swift.stride(from: start, to: stop, by: step).map { .int($0) })
         })
         globals["dict"] = .function(JinjaFunction(name: "dict") { args, kwargs in
@@ -62,9 +89,12 @@ final class JinjaRenderer {
         for stmt in body {
             switch stmt {
             case .text(let s):
+                try Self.checkSize(out.utf8.count + s.utf8.count, "the rendered text", line: 0)
                 out += s
             case .output(let e):
-                out += try eval(e).pythonString
+                let s = try eval(e).pythonString
+                try Self.checkSize(out.utf8.count + s.utf8.count, "the rendered text", line: e.line)
+                out += s
             case .ifChain(let branches, let otherwise):
                 var taken = false
                 for (cond, b) in branches where try eval(cond).isTruthy {
@@ -147,6 +177,10 @@ final class JinjaRenderer {
         }
         let n = items.count
         for (k, item) in items.enumerated() {
+            iterations += 1
+            if iterations > Self.maxIterations {
+                throw ChatTemplateError.tooLarge(message: "more than \(Self.maxIterations) loop iterations", line: line)
+            }
             var loop = JinjaObject()
             loop["index"] = .int(k + 1)
             loop["index0"] = .int(k)
@@ -343,7 +377,11 @@ final class JinjaRenderer {
     }
 
     private func binary(_ op: String, _ a: JinjaValue, _ b: JinjaValue, line: Int) throws -> JinjaValue {
-        if op == "~" { return .string(a.pythonString + b.pythonString) }
+        if op == "~" {
+            let (x, y) = (a.pythonString, b.pythonString)
+            try Self.checkSize(x.utf8.count + y.utf8.count, "a concatenated string", line: line)
+            return .string(x + y)
+        }
         func fail() -> ChatTemplateError {
             if a.isUndefined || b.isUndefined {
                 return .runtime(message: "undefined value used with operator '\(op)'", line: line)
@@ -351,11 +389,17 @@ final class JinjaRenderer {
             return .runtime(message: "unsupported operand types for \(op): '\(a.typeName)' and '\(b.typeName)'", line: line)
         }
         switch (op, a, b) {
-        case let ("+", .string(x), .string(y)): return .string(x + y)
-        case let ("+", .array(x), .array(y)): return .array(x + y)
+        case let ("+", .string(x), .string(y)):
+            try Self.checkSize(x.utf8.count + y.utf8.count, "a concatenated string", line: line)
+            return .string(x + y)
+        case let ("+", .array(x), .array(y)):
+            try Self.checkSize(x.count + y.count, "a list's length", line: line)
+            return .array(x + y)
         case let ("*", .string(x), .int(n)), let ("*", .int(n), .string(x)):
-            return .string(String(repeating: x, count: max(0, n)))
+            return .string(try Self.repeated(x, n, line: line))
         case let ("*", .array(x), .int(n)), let ("*", .int(n), .array(x)):
+            let (count, overflow) = x.count.multipliedReportingOverflow(by: max(0, n))
+            try Self.checkSize(overflow ? -1 : count, "a repeated list's length", line: line)
             return .array(Array(repeating: x, count: max(0, n)).flatMap { $0 })
         case ("%", .string, _):
             throw ChatTemplateError.unsupported(construct: "string % formatting", line: line)
@@ -540,6 +584,7 @@ final class JinjaRenderer {
                 guard args.count >= 2, case .string(let a) = args[0], case .string(let b) = args[1] else {
                     throw ChatTemplateError.runtime(message: "replace() needs two strings", line: 0)
                 }
+                try JinjaRenderer.checkReplace(s, a, b, line: 0)
                 return .string(s.replacingOccurrences(of: a, with: b))
             }
         case "find":
@@ -589,7 +634,7 @@ final class JinjaRenderer {
         case "tojson":
             var indent: String? = nil
             switch kw("indent", 0) {
-            case .int(let n)?: indent = String(repeating: " ", count: n)
+            case .int(let n)?: indent = try Self.repeated(" ", min(n, 1 << 10), line: line)
             case .string(let s)?: indent = s
             default: break
             }
@@ -670,7 +715,9 @@ final class JinjaRenderer {
             return .array(try iterate(v, line: line).reversed())
         case "replace":
             guard args.count >= 2 else { throw ChatTemplateError.runtime(message: "replace needs two arguments", line: line) }
-            return .string(try str(v).replacingOccurrences(of: try str(args[0]), with: try str(args[1])))
+            let (s, a, b) = (try str(v), try str(args[0]), try str(args[1]))
+            try Self.checkReplace(s, a, b, line: line)
+            return .string(s.replacingOccurrences(of: a, with: b))
         case "items", "dictsort":
             guard case .object(let o) = v else {
                 if v.isUndefined { return .array([]) }
@@ -744,7 +791,7 @@ final class JinjaRenderer {
         case "indent":
             let width: String = {
                 switch kw("width", 0) {
-                case .int(let n)?: return String(repeating: " ", count: n)
+                case .int(let n)?: return String(repeating: " ", count: max(0, min(n, 1 << 10)))
                 case .string(let s)?: return s
                 default: return "    "
                 }

@@ -1,0 +1,38 @@
+import Foundation
+import Models
+import Testing
+import Training
+
+/// Issue 18: NaN / infinite / empty training options are typed refusals, not a raw EncodingError
+/// when the checkpoint is written, nor a run that trains nothing.
+@Suite struct HostileOptionsTests {
+    let model = ModelConfig(architecture: .qwen2, hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4,
+                            numKVHeads: 2, headDim: 8, vocabSize: 64, ropeTheta: 10000, tieWordEmbeddings: true,
+                            attentionBias: true, maxPositionEmbeddings: 128)
+
+    @Test func nonFiniteOptionsNameTheFlag() throws {
+        try TrainingOptions().validate()
+        let cases: [(String, (inout TrainingOptions) -> Void)] = [
+            ("--lr", { $0.optimizer.learningRate = .nan }), ("--lr", { $0.optimizer.learningRate = .infinity }),
+            ("--max-grad-norm", { $0.maxGradNorm = .nan }), ("--weight-decay", { $0.optimizer.weightDecay = -.infinity }),
+            ("AdamW betas", { $0.optimizer.beta1 = .nan }), ("--warmup-steps", { $0.warmupSteps = 5000 }),
+            ("--steps", { $0.steps = 0 }),
+        ]
+        for (flag, change) in cases {
+            var options = TrainingOptions()
+            change(&options)
+            #expect { try options.validate() } throws: { "\($0)".hasPrefix(flag) }
+        }
+    }
+
+    @Test func loraOptionsAreChecked() throws {
+        try LoRAConfig().validate(model: model)
+        let cases: [(String, LoRAConfig)] = [
+            ("--targets", LoRAConfig(targets: [])), ("--alpha", LoRAConfig(alpha: .nan)),
+            ("--dropout", LoRAConfig(dropout: 1)), ("--rank", LoRAConfig(rank: 0)), ("--rank", LoRAConfig(rank: 100_000)),
+        ]
+        for (flag, config) in cases {
+            #expect { try config.validate(model: model) } throws: { "\($0)".hasPrefix(flag) }
+        }
+    }
+}
