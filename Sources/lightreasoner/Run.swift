@@ -42,7 +42,8 @@ struct Run: ParsableCommand, LoggedCommand {
         let runURL = userURL(runDir ?? pipeline.runDir ?? "runs/\(pipeline.name)")
         pipeline.runDir = runURL.path
         let fm = FileManager.default
-        try fm.createDirectory(at: runURL.appendingPathComponent("logs"), withIntermediateDirectories: true)
+        // A dry run creates nothing: no run directory, no logs, no effective config.
+        if !dryRun { try fm.createDirectory(at: runURL.appendingPathComponent("logs"), withIntermediateDirectories: true) }
 
         let effectiveURL = runURL.appendingPathComponent("effective-config.yaml")
         if fm.fileExists(atPath: effectiveURL.path) {
@@ -68,14 +69,14 @@ struct Run: ParsableCommand, LoggedCommand {
                                         accuracyBefore: plan.run.accuracies("eval-base"), accuracyAfter: plan.run.accuracies("eval-tuned")),
                                   in: runURL)
         }
-        let runLog = try LogFile(runURL.appendingPathComponent("logs/run.log"))
-        runLog.write("== \(ISO8601DateFormatter().string(from: Date())) lightreasoner run \(config) \(overrides.map { "--set \($0)" }.joined(separator: " "))")
+        let runLog = dryRun ? nil : try LogFile(runURL.appendingPathComponent("logs/run.log"))
+        runLog?.write("== \(ISO8601DateFormatter().string(from: Date())) lightreasoner run \(config) \(overrides.map { "--set \($0)" }.joined(separator: " "))")
         let total = Date()
         for stage in plan.stages {
             if let reason = stage.complete() {
                 let line = "stage \(stage.name): skipped (\(reason))"
                 printError(line)
-                runLog.write(line)
+                runLog?.write(line)
                 record.append(.init(stage: stage.name, status: "skipped", reason: reason))
                 continue
             }
@@ -91,19 +92,19 @@ struct Run: ParsableCommand, LoggedCommand {
             guard status == 0 else {
                 record.append(.init(stage: stage.name, status: "failed", reason: "exit status \(status)", seconds: seconds))
                 try appendHistory(Date().timeIntervalSince(total))
-                runLog.write("stage \(stage.name): failed (exit \(status)) after \(String(format: "%.1f", seconds))s")
+                runLog?.write("stage \(stage.name): failed (exit \(status)) after \(String(format: "%.1f", seconds))s")
                 printError("stage \(stage.name) failed (exit status \(status)); see \(runURL.path)/logs/\(stage.name).log. Rerun the same command to continue.")
                 throw ExitCode(status)
             }
             try stage.finish()
             guard stage.complete() != nil else {
-                runLog.write("stage \(stage.name): stopped before the end")
+                runLog?.write("stage \(stage.name): stopped before the end")
                 printError("stage \(stage.name) stopped before its end (interrupted?); rerun the same command to continue")
                 throw ExitCode.failure
             }
             let line = String(format: "stage %@: done in %.1fs", stage.name, seconds)
             printError(line)
-            runLog.write(line)
+            runLog?.write(line)
             record.append(.init(stage: stage.name, status: "ran", seconds: seconds))
         }
         if dryRun { return }
@@ -115,7 +116,7 @@ struct Run: ParsableCommand, LoggedCommand {
             result += "; accuracy \(label): " + values.sorted { $0.key < $1.key }
                 .map { String(format: "%@ %.1f%%", $0.key, 100 * $0.value) }.joined(separator: ", ")
         }
-        runLog.write(result)
+        runLog?.write(result)
         print(result)
     }
 

@@ -41,6 +41,16 @@ import TestSupport
         #expect(!result.stderr.contains("Usage:"), "\(result.stderr)")
     }
 
+    /// `run --dry-run` prints the plan and creates nothing.
+    @Test func dryRunCreatesNothing() throws {
+        let parent = try makeTemporaryDirectory("lr-dry")
+        defer { try? FileManager.default.removeItem(at: parent) }
+        let runDir = parent.appendingPathComponent("run")
+        let result = try runChild(binary, ["run", Repo.path("configs/tiny.yaml").path, "--run-dir", runDir.path, "--dry-run"], timeout: 60)
+        #expect(result.status == 0 && result.stderr.contains("would run"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: runDir.path), "the dry run created \(runDir.path)")
+    }
+
     @Test func versionQuietAndLogLevel() throws {
         let version = try runChild(binary, ["--version"], timeout: 60)
         #expect(version.status == 0 && version.stdout.range(of: #"^\d+\.\d+\.\d+\n$"#, options: .regularExpression) != nil, "\(version.stdout)")
