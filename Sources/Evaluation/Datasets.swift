@@ -89,12 +89,9 @@ public struct LoadedDataset: Sendable {
 /// Reads benchmarks from the Qwen2.5-Math toolkit's layout (`<data>/<name>/test.jsonl`) and MATH from
 /// the Hendrycks per-problem files.
 public enum DatasetLoader {
-    /// `../shared/data` relative to `currentDirectory` when that folder exists, else `data`.
+    /// `data` under `currentDirectory`: the repository ships the toolkit's sets there (data/SOURCES.md).
     public static func defaultDataDirectory(currentDirectory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) -> URL {
-        let shared = currentDirectory.appendingPathComponent("../shared/data").standardizedFileURL
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: shared.path, isDirectory: &isDirectory), isDirectory.boolValue { return shared }
-        return currentDirectory.appendingPathComponent("data")
+        currentDirectory.appendingPathComponent("data")
     }
 
     /// Loads `nameOrPath`:

@@ -19,7 +19,7 @@ struct Eval: ParsableCommand, LoggedCommand {
         (or 'all') — read from the toolkit's layout under --data-dir (<dir>/<name>/test.jsonl; MATH from \
         <dir>/math/test.jsonl, else the Hendrycks files <dir>/math/hendrycks/test/<subject>/<n>.json), any \
         other <dir>/<name>/test.jsonl, or a JSONL/JSON file or folder given by path (format detected from \
-        its fields). --data-dir defaults to ../shared/data when that folder exists, else data/.
+        its fields). --data-dir defaults to data/, which ships the toolkit's sets (data/SOURCES.md).
 
         Writes <out>/<dataset>.jsonl (one line per item: id, question, gold, prediction, extracted, \
         correct, method, generated_tokens, stopped), <out>/summary.json and <out>/identity.json (the model's \
@@ -39,7 +39,7 @@ struct Eval: ParsableCommand, LoggedCommand {
     @Option(name: .customLong("data"), help: "Benchmark name, 'all', or a JSONL/JSON file or folder; repeat or comma-separate.")
     var data: [String] = []
 
-    @Option(help: "Folder in the Qwen2.5-Math toolkit's data layout (default: ../shared/data if it exists, else data).")
+    @Option(help: "Folder in the Qwen2.5-Math toolkit's data layout (default: data, shipped with the repository).")
     var dataDir: String?
 
     @Option(help: "Evaluate only the first N items of each dataset.")

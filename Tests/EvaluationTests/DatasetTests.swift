@@ -168,7 +168,8 @@ struct DatasetTests {
         let work = root.appendingPathComponent("main")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         #expect(DatasetLoader.defaultDataDirectory(currentDirectory: work).path == work.appendingPathComponent("data").path)
+        // A sibling shared/data (development machines have one) is never picked up.
         try FileManager.default.createDirectory(at: root.appendingPathComponent("shared/data"), withIntermediateDirectories: true)
-        #expect(DatasetLoader.defaultDataDirectory(currentDirectory: work).path == root.appendingPathComponent("shared/data").standardizedFileURL.path)
+        #expect(DatasetLoader.defaultDataDirectory(currentDirectory: work).path == work.appendingPathComponent("data").path)
     }
 }

@@ -3,19 +3,16 @@ import Testing
 import TestSupport
 @testable import Evaluation
 
-private let sharedData = Repo.root.appendingPathComponent("../shared/data").standardizedFileURL
-private var sharedDataAvailable: Bool {
-    FileManager.default.fileExists(atPath: sharedData.appendingPathComponent("gsm8k/test.jsonl").path)
-}
+private let repoData = Repo.root.appendingPathComponent("data")
 
-/// The full benchmark files (../shared/data, see its README), when present: row counts as documented
-/// there, unique ids, and every gold answer graded correct against itself when boxed.
-@Suite(.enabled(if: sharedDataAvailable, "needs ../shared/data"))
+/// The benchmark files the repository ships (data/SOURCES.md): row counts as documented there, unique
+/// ids, and every gold answer graded correct against itself when boxed.
+@Suite
 struct FullDataTests {
     @Test(arguments: [("gsm8k", 1319), ("math", 5000), ("svamp", 1000), ("asdiv", 2215), ("minerva_math", 272),
                       ("olympiadbench", 675), ("mmlu_stem", 3018)])
     func fullSet(_ name: String, _ count: Int) throws {
-        let d = try DatasetLoader.load(name, dataDirectory: sharedData)
+        let d = try DatasetLoader.load(name, dataDirectory: repoData)
         #expect(d.examples.count == count)
         #expect(Set(d.examples.map(\.id)).count == count, "ids are unique")
         #expect(d.examples.allSatisfy { !$0.question.isEmpty && !$0.gold.isEmpty })

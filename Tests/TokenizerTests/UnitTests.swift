@@ -234,11 +234,11 @@ struct AddedTokenTests {
 
 @Suite("Speed (logged, not asserted)")
 struct SpeedTests {
-    /// GSM8K test questions when shared/ is beside the repo, else the fixture texts.
+    /// The GSM8K test questions the repository ships (data/gsm8k/openai), else the fixture texts.
     @Test("encode GSM8K questions with the Qwen2 vocabulary")
     func gsm8k() throws {
         let tok = try tokenizer("qwen2")
-        let gsm = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/data/gsm8k/openai/test.jsonl")
+        let gsm = repoRoot.appendingPathComponent("data/gsm8k/openai/test.jsonl")
         var texts: [String]
         if FileManager.default.fileExists(atPath: gsm.path) {
             texts = try readJSONLStrings(gsm, field: "question")
