@@ -45,10 +45,11 @@ let package = Package(
         .target(name: "Cluster", dependencies: ["CZeroMQ", "Digest", "Contrast", "Models", "Tokenizer"]),
         .target(name: "Evaluation", dependencies: ["Models", "Tokenizer", "InputFiles"]),
         // YAML run configs for `lightreasoner run` (configs/*.yaml).
-        .target(name: "RunConfig", dependencies: ["InputFiles", .product(name: "Yams", package: "Yams")]),
+        .target(name: "RunConfig", dependencies: ["InputFiles", "Models", "Contrast", "Training", "Evaluation", .product(name: "Yams", package: "Yams")]),
 
         // The stages in sequence: sessions, run planning, the handoffs between stages, the report's readers.
-        .target(name: "Pipeline", dependencies: ["Digest", "MPI", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig"]),
+        .target(name: "Pipeline", dependencies: ["Digest", "MPI", "Tensors", "Tokenizer", "Models", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig",
+                                                 .product(name: "Logging", package: "swift-log")]),
 
         .executableTarget(name: "lightreasoner", dependencies: [
             "Tensors", "SafeTensors", "Tokenizer", "Models", "GGUF", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig", "Pipeline", "Digest", "MPI",

@@ -88,6 +88,8 @@ public struct SamplingStats: Sendable, Codable {
 
 /// Expert generates, amateur scores, the contrastive rule selects; one batch of questions at a time.
 public final class ContrastiveSampler {
+    /// Questions decoded together (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).
+    public static let defaultBatchSize = 8
     public let expert: Decoder
     public let amateur: Decoder
     public let tokenizer: Tokenizer

@@ -70,6 +70,11 @@ public struct ItemResult: Codable, Sendable, Equatable {
 
 /// Batched greedy generation over examples, graded as each batch finishes.
 public final class EvalRunner {
+    /// Items decoded together.
+    public static let defaultBatchSize = 8
+    /// The toolkit's max_tokens_per_call.
+    public static let defaultMaxNewTokens = 2048
+    public static let defaultPromptType = PromptType.qwen25MathCot
     public let decoder: Decoder
     public let tokenizer: Tokenizer
     public let promptType: PromptType

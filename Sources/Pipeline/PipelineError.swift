@@ -6,10 +6,14 @@ public enum PipelineError: Error, CustomStringConvertible {
     case incompleteCoordinatorRun(directory: String)
     /// A shard disagrees with its manifest entry (size or SHA-256).
     case damagedShard(file: String, reason: String)
+    /// An input file or directory does not exist.
+    case missing(String, hint: String)
     /// A file could not be read.
     case unreadable(path: String, reason: String)
     /// An output was made with other inputs or settings than a rerun asks for; continuing would mix them.
     case refused(output: String, differences: [String], hint: String)
+    /// Inputs that do not fit together (a model and its tokenizer, a config's values).
+    case inconsistent(String, hint: String)
 
     public var description: String {
         switch self {
@@ -19,6 +23,8 @@ public enum PipelineError: Error, CustomStringConvertible {
             "\(file): \(reason); hint: the shard changed after the coordinator wrote it; rerun the coordinator with the same --out to rewrite it from its journal"
         case let .refused(output, differences, hint):
             "\(output) was made with other inputs: \(differences.joined(separator: "; ")); hint: \(hint)"
+        case let .inconsistent(text, hint), let .missing(text, hint):
+            "\(text); hint: \(hint)"
         case let .unreadable(path, reason):
             "cannot read \(path): \(reason); hint: check the path and its permissions"
         }

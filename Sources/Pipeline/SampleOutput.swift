@@ -126,11 +126,16 @@ public struct SampleSummary: Codable, Equatable, Sendable {
     /// Writes summary.json; returns its text.
     @discardableResult
     public func write(to directory: URL) throws -> String {
+        let text = try json()
+        try Data(text.utf8).write(to: directory.appendingPathComponent(Self.fileName), options: .atomic)
+        return text
+    }
+
+    /// The text of summary.json (also what `sample` prints).
+    public func json() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try encoder.encode(self)
-        try data.write(to: directory.appendingPathComponent(Self.fileName), options: .atomic)
-        return String(decoding: data, as: UTF8.self)
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 
     /// nil when the folder has no summary yet (sampling has not finished a run).

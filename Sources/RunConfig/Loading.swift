@@ -123,6 +123,9 @@ extension PipelineConfig {
             guard topLevelKeys.contains(parts[0]), sections[parts[0]] == nil else {
                 throw ConfigError("--set \(override): unknown key '\(path)'" + (sections[parts[0]] != nil ? " (give section.key)" : ""))
             }
+            if value.null != nil, parts[0] == CodingKeys.name.rawValue {
+                throw ConfigError("--set \(override): 'name' is required and cannot be null; give a value")
+            }
             root.mapping![Node(parts[0])] = value
         case 2:
             guard let section = sections[parts[0]] else {
@@ -130,6 +133,9 @@ extension PipelineConfig {
             }
             guard section.keys.contains(parts[1]) else {
                 throw ConfigError("--set \(override): unknown key '\(path)' (known in \(parts[0]): \(section.keys.sorted().joined(separator: ", ")))")
+            }
+            if value.null != nil, section.requiredKeys.contains(parts[1]) {
+                throw ConfigError("--set \(override): '\(path)' is required and cannot be null; give a value")
             }
             if section.listKeys.contains(parts[1]), value.sequence == nil {
                 let items = rawValue.split(separator: ",").map { Node($0.trimmingCharacters(in: .whitespaces)) }
@@ -190,22 +196,22 @@ extension PipelineConfig {
         var rows: [(String, String)] = [("name", scalar(name)), ("run_dir", scalar(runDir))]
         let m = models, s = sample, t = train, e = eval
         rows += [("models.expert", scalar(m.expert)), ("models.amateur", scalar(m.amateur)),
-                 ("models.weights", scalar(m.weights)), ("models.threads", scalar(m.threads))]
+                 ("models.weights", scalar(m.weights.rawValue)), ("models.threads", scalar(m.threads))]
         rows += [("sample.data", scalar(s.data)), ("sample.max_questions", scalar(s.maxQuestions)),
                  ("sample.alpha", scalar(s.alpha)), ("sample.beta", scalar(s.beta)),
                  ("sample.max_new_tokens", scalar(s.maxNewTokens)), ("sample.batch_size", scalar(s.batchSize)),
-                 ("sample.amateur_input", scalar(s.amateurInput))]
+                 ("sample.amateur_input", scalar(s.amateurInput.rawValue))]
         rows += [("train.steps", scalar(t.steps)), ("train.lr", scalar(t.lr)), ("train.rank", scalar(t.rank)),
-                 ("train.alpha", scalar(t.alpha)), ("train.dropout", scalar(t.dropout)), ("train.targets", scalar(t.targets)),
+                 ("train.alpha", scalar(t.alpha)), ("train.dropout", scalar(t.dropout)), ("train.targets", scalar(t.targets.map(\.rawValue))),
                  ("train.batch_size", scalar(t.batchSize)), ("train.accumulation", scalar(t.accumulation)),
                  ("train.max_length", scalar(t.maxLength)), ("train.seed", scalar(t.seed)),
                  ("train.warmup_steps", scalar(t.warmupSteps)), ("train.max_grad_norm", scalar(t.maxGradNorm)),
                  ("train.weight_decay", scalar(t.weightDecay)), ("train.validation_fraction", scalar(t.validationFraction)),
                  ("train.eval_every", scalar(t.evalEvery)), ("train.save_every", scalar(t.saveEvery)),
-                 ("train.keep_checkpoints", scalar(t.keepCheckpoints))]
+                 ("train.keep_checkpoints", scalar(t.keepCheckpoints)), ("train.packing", scalar(t.packing))]
         rows += [("eval.data", scalar(e.data)), ("eval.data_dir", scalar(e.dataDir)), ("eval.limit", scalar(e.limit)),
                  ("eval.max_new_tokens", scalar(e.maxNewTokens)), ("eval.batch_size", scalar(e.batchSize)),
-                 ("eval.prompt_type", scalar(e.promptType)), ("eval.before", scalar(e.before))]
+                 ("eval.prompt_type", scalar(e.promptType.rawValue)), ("eval.before", scalar(e.before))]
         return rows
     }
 

@@ -1,38 +1,47 @@
 // A LightReasoner run described in YAML (configs/*.yaml): models, sampling, training, merge, evaluation.
 // Decoding is strict: a key the structs below do not declare is an error naming the key and the file.
+// Values are the stage modules' own types and defaults (one source of truth for each).
+import Contrast
+import Evaluation
 import Foundation
+import Models
+import Training
 import Yams
 
 /// A section of the config whose keys are checked against its CodingKeys.
-public protocol ConfigSection: Codable, Sendable {
+public protocol ConfigSection: Decodable, Sendable {
     /// Every key the section accepts (from CodingKeys).
     static var keys: [String] { get }
     /// Keys whose value is a list: `--set section.key=a,b` splits at commas.
     static var listKeys: Set<String> { get }
+    /// Keys without a default (null is refused for them).
+    static var requiredKeys: Set<String> { get }
 }
 
 extension ConfigSection {
     public static var listKeys: Set<String> { [] }
+    public static var requiredKeys: Set<String> { [] }
 }
 
 public struct ModelsSection: ConfigSection, Equatable {
     public var expert: String
     public var amateur: String
-    public var weights: String = "auto"
+    public var weights = WeightResidency.auto
     public var threads: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable { case expert, amateur, weights, threads }
     public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
+    public static var requiredKeys: Set<String> { ["expert", "amateur"] }
 }
 
 public struct SampleSection: ConfigSection, Equatable {
     public var data: String
     public var maxQuestions: Int?
-    public var alpha: Double = 0.2
-    public var beta: Double = 0.4
-    public var maxNewTokens: Int = 128
-    public var batchSize: Int = 8
-    public var amateurInput: String = "ids"
+    public var alpha = SamplingSettings().alpha
+    public var beta = SamplingSettings().beta
+    public var maxNewTokens = SamplingSettings().maxNewTokens
+    public var batchSize = ContrastiveSampler.defaultBatchSize
+    public var amateurInput = SamplingSettings().amateurInput
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case data, alpha, beta
@@ -40,29 +49,31 @@ public struct SampleSection: ConfigSection, Equatable {
         case amateurInput = "amateur_input"
     }
     public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
+    public static var requiredKeys: Set<String> { ["data"] }
 }
 
 public struct TrainSection: ConfigSection, Equatable {
-    public var steps: Int = 1000
-    public var lr: Double = 5e-5
-    public var rank: Int = 8
-    public var alpha: Double = 16
-    public var dropout: Double = 0.05
-    public var targets: [String] = ["q_proj", "v_proj"]
-    public var batchSize: Int = 8
-    public var accumulation: Int = 2
-    public var maxLength: Int = 512
-    public var seed: Int = 42
-    public var warmupSteps: Int = 0
-    public var maxGradNorm: Double = 1.0
-    public var weightDecay: Double = 0
-    public var validationFraction: Double = 0
-    public var evalEvery: Int = 200
-    public var saveEvery: Int = 200
-    public var keepCheckpoints: Int = 0
+    public var steps = TrainingOptions().steps
+    public var lr = TrainingOptions().optimizer.learningRate
+    public var rank = LoRAConfig().rank
+    public var alpha = LoRAConfig().alpha
+    public var dropout = LoRAConfig().dropout
+    public var targets = LoRAConfig().targets
+    public var batchSize = TrainingOptions().batchSize
+    public var accumulation = TrainingOptions().accumulation
+    public var maxLength = DataOptions().maxLength
+    public var seed = Int(TrainingOptions().seed)
+    public var warmupSteps = TrainingOptions().warmupSteps
+    public var maxGradNorm = TrainingOptions().maxGradNorm
+    public var weightDecay = TrainingOptions().optimizer.weightDecay
+    public var validationFraction = 0.0
+    public var evalEvery = TrainingOptions().evalEvery
+    public var saveEvery = TrainingOptions().saveEvery
+    public var keepCheckpoints = 0
+    public var packing = false
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case steps, lr, rank, alpha, dropout, targets, accumulation, seed
+        case steps, lr, rank, alpha, dropout, targets, accumulation, seed, packing
         case batchSize = "batch_size", maxLength = "max_length", warmupSteps = "warmup_steps"
         case maxGradNorm = "max_grad_norm", weightDecay = "weight_decay"
         case validationFraction = "validation_fraction", evalEvery = "eval_every", saveEvery = "save_every"
@@ -73,13 +84,16 @@ public struct TrainSection: ConfigSection, Equatable {
 }
 
 public struct EvalSection: ConfigSection, Equatable {
-    public var data: [String] = ["gsm8k"]
+    public var data = [Benchmark.gsm8k.rawValue]
     public var dataDir: String?
     public var limit: Int?
-    public var maxNewTokens: Int = 512
-    public var batchSize: Int = 8
-    public var promptType: String = "qwen25-math-cot"
-    public var before: Bool = true
+    /// Shorter than `eval`'s own default (the toolkit's 2048): a run evaluates twice.
+    public var maxNewTokens = EvalSection.runMaxNewTokens
+    public var batchSize = EvalRunner.defaultBatchSize
+    public var promptType = EvalRunner.defaultPromptType
+    public var before = true
+
+    public static let runMaxNewTokens = 512
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case data, limit, before
@@ -90,7 +104,7 @@ public struct EvalSection: ConfigSection, Equatable {
 }
 
 /// The whole run.
-public struct PipelineConfig: Codable, Sendable, Equatable {
+public struct PipelineConfig: Decodable, Sendable, Equatable {
     public var name: String
     public var runDir: String?
     public var models: ModelsSection
@@ -101,6 +115,16 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, models, sample, train, eval
         case runDir = "run_dir"
+    }
+
+    public init(from decoder: any Swift.Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.required(.name)
+        runDir = try c.decodeIfPresent(String.self, forKey: .runDir)
+        models = try c.decode(ModelsSection.self, forKey: .models)
+        sample = try c.decode(SampleSection.self, forKey: .sample)
+        train = try c.decodeIfPresent(TrainSection.self, forKey: .train) ?? TrainSection()
+        eval = try c.decodeIfPresent(EvalSection.self, forKey: .eval) ?? EvalSection()
     }
 
     /// Section name → its type; top-level keys not listed here are scalars.
@@ -116,12 +140,35 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 }
 
 // Section decoding with defaults for absent keys (synthesised Decodable would require every key).
+extension KeyedDecodingContainer {
+    /// The value at `key`, or `fallback` when the key is absent.
+    func value<T: Decodable>(_ key: Key, _ fallback: T) throws -> T { try decodeIfPresent(T.self, forKey: key) ?? fallback }
+
+    /// A key without a default: null (which YAML would otherwise read as the text "null") is refused.
+    func required(_ key: Key) throws -> String {
+        if contains(key), try decodeNil(forKey: key) {
+            throw DecodingError.valueNotFound(String.self, .init(codingPath: codingPath + [key], debugDescription: "null"))
+        }
+        return try decode(String.self, forKey: key)
+    }
+
+    /// An enum given by its raw name; a wrong name lists the accepted ones.
+    func choice<T: RawRepresentable & CaseIterable>(_ key: Key, _ fallback: T) throws -> T where T.RawValue == String {
+        guard let name = try decodeIfPresent(String.self, forKey: key) else { return fallback }
+        guard let value = T(rawValue: name) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription:
+                "'\(name)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return value
+    }
+}
+
 extension ModelsSection {
     public init(from decoder: any Swift.Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        expert = try c.decode(String.self, forKey: .expert)
-        amateur = try c.decode(String.self, forKey: .amateur)
-        weights = try c.decodeIfPresent(String.self, forKey: .weights) ?? "auto"
+        expert = try c.required(.expert)
+        amateur = try c.required(.amateur)
+        weights = try c.choice(.weights, weights)
         threads = try c.decodeIfPresent(Int.self, forKey: .threads)
     }
 }
@@ -129,50 +176,57 @@ extension ModelsSection {
 extension SampleSection {
     public init(from decoder: any Swift.Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        data = try c.decode(String.self, forKey: .data)
+        data = try c.required(.data)
         maxQuestions = try c.decodeIfPresent(Int.self, forKey: .maxQuestions)
-        alpha = try c.decodeIfPresent(Double.self, forKey: .alpha) ?? alpha
-        beta = try c.decodeIfPresent(Double.self, forKey: .beta) ?? beta
-        maxNewTokens = try c.decodeIfPresent(Int.self, forKey: .maxNewTokens) ?? maxNewTokens
-        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? batchSize
-        amateurInput = try c.decodeIfPresent(String.self, forKey: .amateurInput) ?? amateurInput
+        alpha = try c.value(.alpha, alpha)
+        beta = try c.value(.beta, beta)
+        maxNewTokens = try c.value(.maxNewTokens, maxNewTokens)
+        batchSize = try c.value(.batchSize, batchSize)
+        amateurInput = try c.choice(.amateurInput, amateurInput)
     }
 }
 
 extension TrainSection {
     public init(from decoder: any Swift.Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
-        let d = TrainSection()
-        steps = try get(.steps, d.steps)
-        lr = try get(.lr, d.lr)
-        rank = try get(.rank, d.rank)
-        alpha = try get(.alpha, d.alpha)
-        dropout = try get(.dropout, d.dropout)
-        targets = try get(.targets, d.targets)
-        batchSize = try get(.batchSize, d.batchSize)
-        accumulation = try get(.accumulation, d.accumulation)
-        maxLength = try get(.maxLength, d.maxLength)
-        seed = try get(.seed, d.seed)
-        warmupSteps = try get(.warmupSteps, d.warmupSteps)
-        maxGradNorm = try get(.maxGradNorm, d.maxGradNorm)
-        weightDecay = try get(.weightDecay, d.weightDecay)
-        validationFraction = try get(.validationFraction, d.validationFraction)
-        evalEvery = try get(.evalEvery, d.evalEvery)
-        saveEvery = try get(.saveEvery, d.saveEvery)
-        keepCheckpoints = try get(.keepCheckpoints, d.keepCheckpoints)
+        steps = try c.value(.steps, steps)
+        lr = try c.value(.lr, lr)
+        rank = try c.value(.rank, rank)
+        alpha = try c.value(.alpha, alpha)
+        dropout = try c.value(.dropout, dropout)
+        if let names = try c.decodeIfPresent([String].self, forKey: .targets) {
+            targets = try names.map { name in
+                guard let target = LoRATarget(rawValue: name) else {
+                    throw DecodingError.dataCorruptedError(forKey: .targets, in: c, debugDescription:
+                        "'\(name)' is not one of \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return target
+            }
+        }
+        batchSize = try c.value(.batchSize, batchSize)
+        accumulation = try c.value(.accumulation, accumulation)
+        maxLength = try c.value(.maxLength, maxLength)
+        seed = try c.value(.seed, seed)
+        warmupSteps = try c.value(.warmupSteps, warmupSteps)
+        maxGradNorm = try c.value(.maxGradNorm, maxGradNorm)
+        weightDecay = try c.value(.weightDecay, weightDecay)
+        validationFraction = try c.value(.validationFraction, validationFraction)
+        evalEvery = try c.value(.evalEvery, evalEvery)
+        saveEvery = try c.value(.saveEvery, saveEvery)
+        keepCheckpoints = try c.value(.keepCheckpoints, keepCheckpoints)
+        packing = try c.value(.packing, packing)
     }
 }
 
 extension EvalSection {
     public init(from decoder: any Swift.Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        data = try c.decodeIfPresent([String].self, forKey: .data) ?? data
+        data = try c.value(.data, data)
         dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir)
         limit = try c.decodeIfPresent(Int.self, forKey: .limit)
-        maxNewTokens = try c.decodeIfPresent(Int.self, forKey: .maxNewTokens) ?? maxNewTokens
-        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? batchSize
-        promptType = try c.decodeIfPresent(String.self, forKey: .promptType) ?? promptType
-        before = try c.decodeIfPresent(Bool.self, forKey: .before) ?? before
+        maxNewTokens = try c.value(.maxNewTokens, maxNewTokens)
+        batchSize = try c.value(.batchSize, batchSize)
+        promptType = try c.choice(.promptType, promptType)
+        before = try c.value(.before, before)
     }
 }

@@ -1,10 +1,7 @@
 import ArgumentParser
 import Evaluation
 import Foundation
-import Models
 import Pipeline
-import Tokenizer
-import Training
 
 struct Eval: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
@@ -46,13 +43,13 @@ struct Eval: ParsableCommand, LoggedCommand {
     var limit: Int?
 
     @Option(help: "Maximum new tokens per item (the toolkit's max_tokens_per_call is 2048).")
-    var maxNewTokens = 2048
+    var maxNewTokens = EvalRunner.defaultMaxNewTokens
 
     @Option(help: "Items decoded together in one batch.")
-    var batchSize = 8
+    var batchSize = EvalRunner.defaultBatchSize
 
     @Option(help: "Prompt: \(PromptType.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var promptType: PromptType = .qwen25MathCot
+    var promptType = EvalRunner.defaultPromptType
 
     @Option(help: "Output folder for per-item JSONL files and summary.json.")
     var out: String?
@@ -90,110 +87,24 @@ struct Eval: ParsableCommand, LoggedCommand {
             try printComparison(userURL(compare[0]), userURL(compare[1]))
             return
         }
-        if let adapter, !FileManager.default.fileExists(atPath: userURL(adapter).appendingPathComponent("adapter_config.json").path) {
-            throw CommandFailure.missingInput("--adapter \(adapter): no adapter_config.json there",
-                                              hint: "give a PEFT adapter directory (what `lightreasoner train` writes to --out)")
-        }
-        load.applyThreads()
-        let dataDirectory = dataDir.map(userURL) ?? DatasetLoader.defaultDataDirectory()
-        let names = data.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
-            .flatMap { $0 == "all" ? Benchmark.allCases.map(\.rawValue) : [$0] }
-        var datasets: [LoadedDataset] = []
-        for name in names where !name.isEmpty {
-            var dataset = try DatasetLoader.load(name, dataDirectory: dataDirectory)
-            if let limit { dataset.examples = Array(dataset.examples.prefix(limit)) }
-            guard !datasets.contains(where: { $0.name == dataset.name }) else {
-                throw ValidationError("dataset '\(dataset.name)' given twice")
-            }
-            datasets.append(dataset)
-        }
-        let outURL = userURL(out!)
-        try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        try EvalIdentity.of(model: userURL(model), adapter: adapter.map(userURL), promptType: promptType.rawValue,
-                            maxNewTokens: maxNewTokens, includePercentage: !exactNumbers)
-            .checkOrWrite(in: outURL, resuming: resume)
-
-        var directory = userURL(model)
-        let merged = outURL.appendingPathComponent(".merged-\(UUID().uuidString)")
-        defer { if adapter != nil { try? FileManager.default.removeItem(at: merged) } }
-        if let adapter {
-            // Evaluate base + adapter as one merged checkpoint (W' = W + (alpha/r)·B·A, PEFT merge_and_unload).
-            let start = Date()
-            let report = try AdapterMerge.merge(model: directory, adapter: userURL(adapter), out: merged)
-            printError("merged \(report.mergedTensors) LoRA projections of \(adapter) into \(merged.path) in "
-                + String(format: "%.2fs", Date().timeIntervalSince(start)) + " (removed after the run)")
-            directory = merged
-        }
-        let loadStart = Date()
-        let decoder = try Decoder(directory: directory, strict: load.strict, residency: load.weights)
-        let tokenizer = try Tokenizer(directory: directory)
-        let runner = EvalRunner(decoder: decoder, tokenizer: tokenizer, promptType: promptType)
-        runner.includePercentage = !exactNumbers
-        printError("loaded \(decoder.config.architecture.rawValue) \(formatCount(decoder.checkpoint.layout.parameterCount)) params in "
-            + String(format: "%.2fs", Date().timeIntervalSince(loadStart)) + "; prompt \(promptType.rawValue); stop ids "
-            + "\(runner.stopIDs.sorted()); data \(dataDirectory.path)")
-
-        var summaries: [DatasetSummary] = []
-        let created = ISO8601DateFormatter().string(from: Date())
-        func summary() -> RunSummary {
-            RunSummary(model: userURL(model).path, adapter: adapter.map { userURL($0).path }, promptType: promptType.rawValue, maxNewTokens: maxNewTokens,
-                       batchSize: batchSize, limit: limit, includePercentage: !exactNumbers, created: created, datasets: summaries)
-        }
-        for dataset in datasets {
-            summaries.append(try evaluate(dataset, runner: runner, outURL: outURL))
-            try EvalOutput.writeSummary(summary(), to: outURL)
-        }
-        try EvalOutput.writeSummary(summary(), to: outURL)
-        print(EvalTables.results(summary()))
-        printError("wrote \(EvalOutput.summaryURL(outURL).path)")
+        var request = EvalRequest(model: userURL(model), datasets: data, out: userURL(out!))
+        request.adapter = adapter.map(userURL)
+        request.dataDirectory = dataDir.map(userURL)
+        request.limit = limit
+        request.maxNewTokens = maxNewTokens
+        request.batchSize = batchSize
+        request.promptType = promptType
+        request.resume = resume
+        request.includePercentage = !exactNumbers
+        request.strict = load.strict
+        request.weights = load.weights
+        request.threads = load.threads
+        let summary = try EvalSession.run(request)
+        print(EvalTables.results(summary))
         if let base = compare.first {
             print("")
-            try printComparison(userURL(base), outURL)
+            try printComparison(userURL(base), request.out)
         }
-    }
-
-    private func evaluate(_ dataset: LoadedDataset, runner: EvalRunner, outURL: URL) throws -> DatasetSummary {
-        let fileName = EvalOutput.itemsFileName(dataset.name)
-        let itemsURL = outURL.appendingPathComponent(fileName)
-        let wanted = Set(dataset.examples.map(\.id))
-        var kept: [ItemResult] = []
-        if resume, FileManager.default.fileExists(atPath: itemsURL.path) {
-            var seen = Set<String>()
-            kept = try EvalOutput.readItems(itemsURL, lenient: true).filter { wanted.contains($0.id) && seen.insert($0.id).inserted }
-        }
-        var contents = Data()
-        for item in kept { contents.append(try EvalOutput.encodeLine(item)) }
-        try contents.write(to: itemsURL, options: .atomic)
-        let done = Set(kept.map(\.id))
-        let remaining = dataset.examples.filter { !done.contains($0.id) }
-        if !kept.isEmpty { printError("\(dataset.name): \(kept.count) item(s) kept from \(itemsURL.path), \(remaining.count) to go") }
-
-        let handle = try FileHandle(forWritingTo: itemsURL)
-        defer { try? handle.close() }
-        try handle.seekToEnd()
-        let progress = ProgressReporter(total: dataset.examples.count, label: dataset.name)
-        var fresh: [ItemResult] = []
-        var promptTokens = 0, generated = 0, seconds = 0.0
-        var correct = kept.filter(\.correct).count
-        progress.update(done: kept.count, detail: "starting")
-        try runner.run(remaining, maxNewTokens: maxNewTokens, batchSize: batchSize) { items, stats in
-            var lines = Data()
-            for item in items { lines.append(try EvalOutput.encodeLine(item)) }
-            try handle.write(contentsOf: lines)
-            fresh += items
-            correct += items.filter(\.correct).count
-            promptTokens += stats.promptTokens
-            generated += stats.generatedTokens
-            seconds += stats.prefillSeconds + stats.decodeSeconds
-            let finished = kept.count + fresh.count
-            progress.update(done: finished, detail: String(format: "acc %.1f%% | %.1f tok/s", 100 * Double(correct) / Double(finished),
-                                                           seconds > 0 ? Double(generated) / seconds : 0))
-        }
-        progress.finish()
-        let byID = Dictionary((kept + fresh).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        let ordered = dataset.examples.compactMap { byID[$0.id] }
-        return DatasetSummary(name: dataset.name, source: dataset.source, file: fileName, items: ordered,
-                              promptTokens: promptTokens, generationSeconds: seconds, generatedThisRun: generated)
     }
 
     private func printComparison(_ a: URL, _ b: URL) throws {

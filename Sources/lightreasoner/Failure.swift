@@ -85,9 +85,9 @@ extension ExitStatus {
             if case .io = log { self = .ioError } else { self = .badInput }
         case let pipeline as PipelineError:
             switch pipeline {
-            case .incompleteCoordinatorRun: self = .missingInput
+            case .incompleteCoordinatorRun, .missing: self = .missingInput
             case .refused: self = .refused
-            case .damagedShard: self = .badInput
+            case .damagedShard, .inconsistent: self = .badInput
             case .unreadable: self = .ioError
             }
         case is ZeroMQError, is MPIError, is RanksDisagree: self = .unavailable

@@ -1,9 +1,7 @@
 import ArgumentParser
 import Contrast
 import Foundation
-import Models
 import Pipeline
-import Tokenizer
 
 struct Sample: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
@@ -31,7 +29,7 @@ struct Sample: ParsableCommand, LoggedCommand {
     var out: String
 
     @Option(help: "Questions per batch (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).")
-    var batchSize = 8
+    var batchSize = ContrastiveSampler.defaultBatchSize
 
     @Flag(help: "Proceed even if the two tokenizers map common ids to different strings.")
     var allowVocabMismatch = false
@@ -47,50 +45,15 @@ struct Sample: ParsableCommand, LoggedCommand {
     }
 
     func run() throws {
-        load.applyThreads()
-        let settings = sampling.settings
-
-        let expertDecoder = try Decoder(directory: userURL(expert), strict: load.strict, residency: load.weights)
-        let amateurDecoder = try Decoder(directory: userURL(amateur), strict: load.strict, residency: load.weights)
-        let tokenizer = try Tokenizer(directory: userURL(expert))
-        do {
-            try checkVocabularyAlignment(expert: tokenizer, amateur: Tokenizer(directory: userURL(amateur)))
-        } catch let error as SamplingError where allowVocabMismatch {
-            logger.warning("\(error)")
-        }
-
-        let outDirectory = userURL(out)
-        try SampleIdentity.of(settings: settings, expert: userURL(expert), amateur: userURL(amateur), data: userURL(data))
-            .checkOrWrite(in: outDirectory)
-        let log = try DurableSampleLog(directory: outDirectory)
-        if log.recoveredBytes > 0 { printError("recovered: cut \(log.recoveredBytes) bytes of uncommitted tail from an earlier crash") }
-        if log.damagedCommits > 0 {
-            logger.warning("repaired: \(log.damagedCommits) committed question(s) no longer matched \(log.samplesURL.path) (deleted, cut or edited); cut back to the last good commit, they are sampled again")
-        }
-
-        let questions = sampling.limit(try loadQuestions(file: userURL(data)))
-        let todo = questions.filter { !log.finished.contains($0.id) }
-        printError("sampling \(todo.count) of \(questions.count) questions (\(questions.count - todo.count) already done) → \(outDirectory.path)")
-
-        let sampler = ContrastiveSampler(expert: expertDecoder, amateur: amateurDecoder, tokenizer: tokenizer, settings: settings)
-        let progress = ProgressReporter(total: todo.count, label: "questions")
-        var index = 0
-        while index < todo.count {
-            let batch = Array(todo[index..<min(index + batchSize, todo.count)])
-            let records = try sampler.sample(batch)
-            for (question, questionRecords) in zip(batch, records) {
-                try log.commit(questionID: question.id, records: questionRecords)
-            }
-            index += batch.count
-            let s = sampler.stats
-            let seconds = s.expertSeconds + s.amateurSeconds
-            progress.update(done: index, detail: String(
-                format: "kept %d/%d steps (%.1f%%), mean KL %.3f, %.1f tok/s",
-                s.stepsKept, s.stepsSeen, s.stepsSeen > 0 ? 100 * Double(s.stepsKept) / Double(s.stepsSeen) : 0,
-                s.meanKL, seconds > 0 ? Double(s.generatedTokens) / seconds : 0))
-        }
-        progress.finish()
-        print(try SampleSummary(stats: sampler.stats, log: log, questionsInFile: questions.count).write(to: outDirectory))
+        var request = SampleRequest(expert: userURL(expert), amateur: userURL(amateur), data: userURL(data), out: userURL(out))
+        request.settings = sampling.settings
+        request.maxQuestions = sampling.maxQuestions
+        request.batchSize = batchSize
+        request.allowVocabMismatch = allowVocabMismatch
+        request.strict = load.strict
+        request.weights = load.weights
+        request.threads = load.threads
+        print(try SampleSession.run(request).json())
     }
 }
 

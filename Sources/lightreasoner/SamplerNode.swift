@@ -39,7 +39,7 @@ struct SamplerCommand: ParsableCommand, LoggedCommand {
     var name: String?
 
     @Option(help: "Questions per batch (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).")
-    var batchSize = 8
+    var batchSize = ContrastiveSampler.defaultBatchSize
 
     @Option(help: "Give up after this many seconds without a word from the coordinator.")
     var waitSeconds = 600.0

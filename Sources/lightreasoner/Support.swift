@@ -11,9 +11,6 @@ func printError(_ text: String) {
     logger.info("\(text)")
 }
 
-/// Whether info lines are shown (progress lines are skipped otherwise).
-var infoEnabled: Bool { logger.logLevel <= .info }
-
 /// Writes to stderr unconditionally (errors, and the log handler).
 func writeStandardError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
@@ -53,7 +50,9 @@ struct StandardErrorLogHandler: LogHandler {
 
     func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?,
              source: String, file: String, function: String, line: UInt) {
-        writeStandardError(level == .info ? "\(message)" : "\(level): \(message)")
+        let line = level == .info ? "\(message)" : "\(level): \(message)"
+        writeStandardError(line)
+        LogTee.shared.write(line)
     }
 }
 
@@ -67,14 +66,6 @@ func formatBytes(_ bytes: Int) -> String {
     return unit == 0 ? "\(bytes) B" : String(format: "%.2f %@", value, units[unit])
 }
 
-func formatCount(_ count: Int) -> String {
-    switch count {
-    case 1_000_000_000...: String(format: "%.2fB", Double(count) / 1e9)
-    case 1_000_000...: String(format: "%.2fM", Double(count) / 1e6)
-    case 1_000...: String(format: "%.1fK", Double(count) / 1e3)
-    default: "\(count)"
-    }
-}
 
 /// Resident set size of this process from /proc (Linux), nil elsewhere.
 func residentSetBytes() -> Int? {
@@ -90,41 +81,3 @@ func residentSetBytes() -> Int? {
 func userURL(_ path: String) -> URL {
     URL(fileURLWithPath: (path as NSString).expandingTildeInPath)
 }
-
-/// Progress on stderr: a redrawn line with ETA on a terminal, a plain line every few seconds otherwise.
-final class ProgressReporter {
-    let total: Int
-    let label: String
-    let start = Date()
-    var lastPrint = Date.distantPast
-    let isTerminal = isatty(STDERR_FILENO) != 0
-
-    init(total: Int, label: String) {
-        self.total = total
-        self.label = label
-    }
-
-    func update(done: Int, detail: String) {
-        let now = Date()
-        guard infoEnabled, isTerminal || now.timeIntervalSince(lastPrint) >= 5 || done == total else { return }
-        lastPrint = now
-        let elapsed = now.timeIntervalSince(start)
-        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
-        let line = "\(done)/\(total) \(label) | \(detail) | elapsed \(formatDuration(elapsed)), ETA \(formatDuration(eta))"
-        if isTerminal {
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
-        } else {
-            printError(line)
-        }
-    }
-
-    func finish() {
-        if isTerminal, infoEnabled { FileHandle.standardError.write(Data("\n".utf8)) }
-    }
-}
-
-func formatDuration(_ seconds: Double) -> String {
-    let s = Int(seconds.rounded())
-    return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
-}
-

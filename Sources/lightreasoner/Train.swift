@@ -1,12 +1,7 @@
 import ArgumentParser
-import Cluster
-import Contrast
 import Foundation
-import Models
 import MPI
 import Pipeline
-import Tensors
-import Tokenizer
 import Training
 
 struct Train: ParsableCommand, LoggedCommand {
@@ -53,64 +48,64 @@ struct Train: ParsableCommand, LoggedCommand {
     var alpha: Float?
 
     @Option(help: "LoRA dropout on the adapted projections' inputs.")
-    var dropout: Float = 0.05
+    var dropout = LoRAConfig().dropout
 
     @Option(help: "Comma-separated projections to adapt (default q_proj,v_proj; any of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).")
     var targets: String?
 
     @Option(help: "Peak learning rate (linear decay to 0, no warm-up by default).")
-    var lr = 5e-5
+    var lr = TrainingOptions().optimizer.learningRate
 
     @Option(help: "Optimizer steps.")
-    var steps = 1000
+    var steps = TrainingOptions().steps
 
     @Option(help: "Samples per micro-batch.")
-    var batchSize = 8
+    var batchSize = TrainingOptions().batchSize
 
     @Option(help: "Micro-batches per optimizer step (gradient accumulation).")
-    var accumulation = 2
+    var accumulation = TrainingOptions().accumulation
 
     @Option(help: "Longest input in tokens.")
-    var maxLength = 512
+    var maxLength = DataOptions().maxLength
 
     @Option(help: "Inputs longer than --max-length: skip (default), right (the original's truncation), left.")
-    var truncation: Truncation = .skip
+    var truncation = DataOptions().truncation
 
     @Option(help: "Prefix ids: 'ids' uses prefix_ids when the record has them; 'text' tokenises prompt + prefix text like the original.")
-    var prefixFrom: PrefixSource = .ids
+    var prefixFrom = DataOptions().prefixSource
 
     @Option(help: "Seed of the data order, the LoRA init and the dropout masks.")
-    var seed: UInt64 = 42
+    var seed = TrainingOptions().seed
 
     @Flag(help: "Keep file order (no shuffling).")
     var noShuffle = false
 
     @Option(help: "Clip the global gradient norm to this (0: no clipping).")
-    var maxGradNorm = 1.0
+    var maxGradNorm = TrainingOptions().maxGradNorm
 
     @Option(help: "AdamW weight decay (decoupled).")
-    var weightDecay = 0.0
+    var weightDecay = TrainingOptions().optimizer.weightDecay
 
     @Option(help: "AdamW beta1.")
-    var adamBeta1 = 0.9
+    var adamBeta1 = TrainingOptions().optimizer.beta1
 
     @Option(help: "AdamW beta2.")
-    var adamBeta2 = 0.999
+    var adamBeta2 = TrainingOptions().optimizer.beta2
 
     @Option(help: "AdamW epsilon.")
-    var adamEpsilon = 1e-8
+    var adamEpsilon = TrainingOptions().optimizer.epsilon
 
     @Option(help: "Linear warm-up steps.")
-    var warmupSteps = 0
+    var warmupSteps = TrainingOptions().warmupSteps
 
     @Option(help: "Save a checkpoint every N steps (the final adapter is always saved).")
-    var saveEvery = 200
+    var saveEvery = TrainingOptions().saveEvery
 
     @Option(help: "Hold out this fraction of the questions (all of their prefixes) for a validation loss.")
     var validationFraction = 0.0
 
     @Option(help: "Validation loss every N steps (and at the end).")
-    var evalEvery = 200
+    var evalEvery = TrainingOptions().evalEvery
 
     @Option(help: "Start from this PEFT adapter directory instead of a fresh one (B = 0).")
     var initAdapter: String?
@@ -169,10 +164,49 @@ struct Train: ParsableCommand, LoggedCommand {
         }
     }
 
+    /// The flags as typed values.
+    func request() throws -> TrainRequest {
+        var r = TrainRequest(model: userURL(model), samples: samples.map(userURL), out: userURL(out))
+        r.rank = rank
+        r.alpha = alpha
+        r.dropout = dropout
+        r.targets = try parsedTargets()
+        r.options.steps = steps
+        r.options.batchSize = batchSize
+        r.options.accumulation = accumulation
+        r.options.optimizer.learningRate = lr
+        r.options.optimizer.weightDecay = weightDecay
+        r.options.optimizer.beta1 = adamBeta1
+        r.options.optimizer.beta2 = adamBeta2
+        r.options.optimizer.epsilon = adamEpsilon
+        r.options.warmupSteps = warmupSteps
+        r.options.maxGradNorm = maxGradNorm
+        r.options.saveEvery = saveEvery
+        r.options.evalEvery = evalEvery
+        r.options.seed = seed
+        r.options.shuffle = !noShuffle
+        r.options.compatPadPosition = compatPadPosition
+        r.options.compatAccumulationScale = compatAccumulationScale
+        r.data.maxLength = maxLength
+        r.data.truncation = truncation
+        r.data.prefixSource = prefixFrom
+        r.validationFraction = validationFraction
+        r.initAdapter = initAdapter.map(userURL)
+        r.resume = resume.map(userURL)
+        r.reshard = reshard
+        r.keepCheckpoints = keepCheckpoints
+        r.packing = packing
+        r.logEvery = logEvery
+        r.strict = load.strict
+        r.threads = load.threads
+        return r
+    }
+
     func run() throws {
+        let request = try request()
         let environment = ProcessInfo.processInfo.environment
         guard mpi || environment["OMPI_COMM_WORLD_SIZE"] != nil else {
-            try train(communicator: nil)
+            try train(TrainSession(request))
             return
         }
         let link: MPITrainingLink
@@ -181,7 +215,7 @@ struct Train: ParsableCommand, LoggedCommand {
             throw ExitCode(ExitStatus(for: error).rawValue)
         }
         do {
-            try train(communicator: link)
+            try train(TrainSession(request, communicator: link))
         } catch let error as RanksDisagree {
             // Every rank reached this point together: report and end cleanly.
             writeStandardError("error (rank \(link.rank) of \(link.size)): \(error)")
@@ -197,238 +231,14 @@ struct Train: ParsableCommand, LoggedCommand {
         link.mpi.finalize()
     }
 
-    /// Explicit --rank/--alpha/--targets must match the adapter being continued; every difference is named.
-    private func refuseLoRADifferences(_ config: LoRAConfig, of source: String, flag: String) throws {
-        var differences: [String] = []
-        if let rank, rank != config.rank { differences.append("--rank \(rank) vs r = \(config.rank)") }
-        if let alpha, alpha != config.alpha { differences.append("--alpha \(alpha) vs lora_alpha = \(config.alpha)") }
-        if let t = try parsedTargets(), Set(t) != Set(config.targets) {
-            differences.append("--targets \(t.map(\.rawValue).joined(separator: ",")) vs \(config.targets.map(\.rawValue).joined(separator: ","))")
-        }
-        guard differences.isEmpty else {
-            throw CommandFailure.refused("the adapter of \(source) differs from the flags: \(differences.joined(separator: "; "))",
-                                         hint: "drop those flags (\(flag) brings its own LoRA settings) or give matching values")
-        }
-    }
-
-    func train(communicator: MPITrainingLink?) throws {
-        let myRank = communicator?.rank ?? 0, ranks = communicator?.size ?? 1
-        let printError: (String) -> Void = { line in if myRank == 0 { stderrLine(line) } }
-        load.applyThreads()
-        let environment = ProcessInfo.processInfo.environment
-        if communicator != nil, load.threads == nil, environment["OPENBLAS_NUM_THREADS"] == nil {
-            // Ranks × threads ≤ cores on each node.
-            let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? ranks
-            Tensors.BLAS.threads = max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, local))
-        }
-        let modelURL = userURL(model)
-        let decoder = try Decoder(directory: modelURL, strict: load.strict)
-        decoder.checkpoint.warnings.forEach { logger.warning("\($0)") }
-        let tokenizer = try Tokenizer(directory: modelURL)
-        let vb = tokenizer.baseVocabSize
-        guard vb <= decoder.config.vocabSize else {
-            throw CommandFailure.badInput("\(model): the tokenizer's base vocabulary (\(vb)) exceeds the model's \(decoder.config.vocabSize) embedding rows",
-                                          hint: "the tokenizer files belong to another model; use the model's own tokenizer.json")
-        }
-
-        // Data.
-        var dataOptions = DataOptions()
-        dataOptions.maxLength = maxLength
-        dataOptions.truncation = truncation
-        dataOptions.prefixSource = prefixFrom
-        let files = try SampleSources.files(samples.map { userURL($0).path })
-        if let prompt = try SampleSources.recordedSystemPrompt(samples.map { userURL($0).path }) {
-            dataOptions.systemPrompt = prompt
-        }
-        let records = try SampleData.readRecords(files)
-        let (examples, report) = try SampleData.makeExamples(records, tokenizer: tokenizer, labelVocabulary: vb, options: dataOptions)
-        let (train, validation) = SampleData.splitByQuestion(examples, fraction: validationFraction, seed: seed)
-        printError("samples: \(report.records) records in \(files.count) file(s) → \(train.count) train, \(validation.count) validation"
-            + " | longest \(report.maxTokens) tokens, mean \(report.examples > 0 ? report.totalTokens / report.examples : 0)"
-            + (report.skippedTooLong > 0 ? " | skipped \(report.skippedTooLong) longer than \(maxLength)" : "")
-            + (report.truncated > 0 ? " | truncated \(report.truncated) (\(truncation.rawValue))" : "")
-            + (report.prefixFromText > 0 ? " | \(report.prefixFromText) prefixes tokenised from text" : "")
-            + (report.droppedLabelIDs > 0 ? " | dropped \(report.droppedLabelIDs) label ids ≥ \(vb)" : "")
-            + (report.emptyLabels > 0 ? " | \(report.emptyLabels) empty labels" : ""))
-
-        // Adapter.
-        let adapter: LoRAAdapter
-        if let initAdapter {
-            let loaded = try PEFTAdapter.load(directory: userURL(initAdapter), model: decoder.config)
-            try refuseLoRADifferences(loaded.config, of: "\(initAdapter) (--init-adapter)", flag: "--init-adapter")
-            var config = loaded.config
-            config.dropout = dropout
-            adapter = LoRAAdapter(config: config, model: decoder.config)
-            adapter.parameters.update(from: loaded.parameters, count: adapter.parameterCount)
-            printError("adapter: \(initAdapter) (r \(config.rank), alpha \(config.alpha), \(config.targets.map(\.rawValue).joined(separator: ",")))")
-        } else if let resume {
-            // The checkpoint's LoRA settings (dropout included); its weights are loaded by `resume` below.
-            let config = try Trainer.readState(userURL(resume)).lora
-            try refuseLoRADifferences(config, of: "\(resume) (--resume)", flag: "--resume")
-            adapter = LoRAAdapter(config: config, model: decoder.config)
-        } else {
-            let config = LoRAConfig(rank: rank ?? 8, alpha: alpha ?? 16, dropout: dropout, targets: try parsedTargets() ?? [.q, .v])
-            adapter = LoRAAdapter(config: config, model: decoder.config)
-            adapter.initialize(seed: seed)
-        }
-        let trainingModel = TrainingModel(weights: FrozenWeights(decoder: decoder), adapter: adapter, labelVocabulary: vb)
-
-        var options = TrainingOptions()
-        options.steps = steps
-        options.batchSize = batchSize
-        options.accumulation = accumulation
-        options.optimizer.learningRate = lr
-        options.optimizer.weightDecay = weightDecay
-        options.optimizer.beta1 = adamBeta1
-        options.optimizer.beta2 = adamBeta2
-        options.optimizer.epsilon = adamEpsilon
-        options.warmupSteps = warmupSteps
-        options.maxGradNorm = maxGradNorm
-        options.saveEvery = saveEvery
-        options.evalEvery = evalEvery
-        options.seed = seed
-        options.shuffle = !noShuffle
-        options.compatPadPosition = compatPadPosition
-        options.compatAccumulationScale = compatAccumulationScale
-        options.padTokenID = tokenizer.padTokenId ?? decoder.checkpoint.generation.padTokenID.map(Int32.init)
-            ?? tokenizer.eosTokenId ?? 0
-
-        let outURL = userURL(out)
-        try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        if let communicator, ranks > 1 {
-            try checkAgreement(communicator, modelURL: modelURL, options: options, lora: adapter.config,
-                               examples: train + validation, adapter: adapter)
-        }
-        let trainer = try Trainer(model: trainingModel, train: train, validation: validation, options: options,
-                                  outputDirectory: outURL, baseModel: model, communicator: communicator)
-        trainer.keepCheckpoints = keepCheckpoints
-        trainer.packing = packing
-        if communicator != nil {
-            printError("data parallel: \(ranks) rank(s) × \(Tensors.BLAS.threads) BLAS thread(s); \(trainer.globalSamplesPerStep) samples per step (\(options.samplesPerStep) per rank)")
-        }
-        if let resume {
-            let state = try trainer.resume(from: userURL(resume), reshard: reshard)
-            printError("resumed from \(resume) at step \(trainer.step)")
-            if state.options != options {
-                logger.warning("the checkpoint was trained with other options (\(describeDifferences(state.options, options))); the data order and schedule follow this run's")
-            }
-        }
-        if myRank == 0 { try writeRunConfig(options: options, lora: adapter.config, data: dataOptions, report: report, to: outURL) }
-        printError("training: \(adapter.parameterCount) LoRA parameters (r \(adapter.config.rank), alpha \(adapter.config.alpha), dropout \(adapter.config.dropout), \(adapter.config.targets.map(\.rawValue).joined(separator: ","))), "
-            + "\(steps) steps × \(options.samplesPerStep * ranks) samples, lr \(lr) → \(outURL.path)")
-
-        // The held-out loss before any update, so a run shows where it started.
-        if trainer.step == 0, let initial = try trainer.validationLoss(), myRank == 0 {
-            printError(String(format: "validation loss before training: %.4f", initial))
-        }
+    private func train(_ session: TrainSession) throws {
         let termination = TerminationFlag()
-        let outcome = try trainer.run(shouldStop: { termination.isRaised }) { m in
-            guard m.step % max(1, logEvery) == 0 || m.step == m.totalSteps || m.validationLoss != nil else { return }
-            var line = String(format: "step %d/%d | loss %.4f | grad norm %.4f | lr %.3e | %.0f ms/step | %.1f samples/s | ETA %@",
-                              m.step, m.totalSteps, m.loss, m.gradNorm, m.learningRate, m.milliseconds, m.samplesPerSecond,
-                              formatDuration(m.etaSeconds))
-            if let v = m.validationLoss { line += String(format: " | val loss %.4f", v) }
-            printError(line)
-        }
-        switch outcome {
-        case let .finished(done):
-            printError("done: \(done) steps; adapter in \(outURL.path)")
-        case let .interrupted(after, checkpoint):
+        let outcome = try session.run(shouldStop: { termination.isRaised })
+        if case let .interrupted(after, checkpoint) = outcome, session.rank == 0 {
             printError("stopped by signal \(termination.received ?? 0) after step \(after); checkpoint in \(checkpoint); continue with --resume \(checkpoint)")
         }
     }
-
-    /// Every rank must train the same thing: rank 0's options, LoRA settings, base-weight fingerprint
-    /// (config, tokenizer and safetensors headers), data and initial adapter are broadcast and compared.
-    func checkAgreement(_ link: MPITrainingLink, modelURL: URL, options: TrainingOptions, lora: LoRAConfig,
-                        examples: [TrainingExample], adapter: LoRAAdapter) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var data = SHA256()
-        for e in examples { data.update("\(e.index)|\(e.questionID)|\(e.tokens)|\(e.label)\n") }
-        var weights = SHA256()
-        weights.update(UnsafeRawBufferPointer(start: adapter.parameters, count: adapter.parameterCount * MemoryLayout<Float>.size))
-        let parts: [(String, String)] = [
-            ("options", String(decoding: try encoder.encode(options), as: UTF8.self)),
-            ("lora", String(decoding: try encoder.encode(lora), as: UTF8.self)),
-            ("base model", try ModelFingerprint.of(directory: modelURL).digest),
-            ("training data", "\(examples.count) examples, sha256 \(data.hexDigest())"),
-            ("initial adapter", "sha256 \(weights.hexDigest())"),
-            ("resume", resume ?? "none"),
-        ]
-        let mine = parts.map { "\($0.0)=\($0.1)" }.joined(separator: "\n")
-        let root = try link.mpi.broadcast(mine)
-        let rootParts = root.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let differing = zip(parts, rootParts).filter { "\($0.0.0)=\($0.0.1)" != $0.1 }.map(\.0.0)
-        let anyDiffer = try link.allreduceMax(differing.isEmpty && rootParts.count == parts.count ? 0 : 1)
-        if !differing.isEmpty {
-            throw RanksDisagree(message: "this rank's \(differing.joined(separator: ", ")) differ(s) from rank 0's; every rank must run the same command on the same model and data files")
-        }
-        if anyDiffer > 0 {
-            throw RanksDisagree(message: "another rank's settings, model or data differ from rank 0's (see its error)")
-        }
-    }
-
-    func writeRunConfig(options: TrainingOptions, lora: LoRAConfig, data: DataOptions, report: DatasetReport, to directory: URL) throws {
-        struct RunConfig: Encodable {
-            var model: String
-            var samples: [String]
-            var options: TrainingOptions
-            var lora: LoRAConfig
-            var data: DataOptions
-            var dataset: DatasetReport
-            var initAdapter: String?
-            var resume: String?
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let config = RunConfig(model: model, samples: samples, options: options, lora: lora, data: data, dataset: report,
-                               initAdapter: initAdapter, resume: resume)
-        try encoder.encode(config).write(to: directory.appendingPathComponent("train_config.json"), options: .atomic)
-    }
-}
-
-/// "steps 1000 → 1200, lr …" for the options that differ.
-func describeDifferences(_ a: TrainingOptions, _ b: TrainingOptions) -> String {
-    var parts: [String] = []
-    func check<T: Equatable>(_ name: String, _ x: T, _ y: T) { if x != y { parts.append("\(name) \(x) → \(y)") } }
-    check("steps", a.steps, b.steps)
-    check("batch-size", a.batchSize, b.batchSize)
-    check("accumulation", a.accumulation, b.accumulation)
-    check("lr", a.optimizer.learningRate, b.optimizer.learningRate)
-    check("weight-decay", a.optimizer.weightDecay, b.optimizer.weightDecay)
-    check("adam-beta1", a.optimizer.beta1, b.optimizer.beta1)
-    check("adam-beta2", a.optimizer.beta2, b.optimizer.beta2)
-    check("adam-epsilon", a.optimizer.epsilon, b.optimizer.epsilon)
-    check("warmup-steps", a.warmupSteps, b.warmupSteps)
-    check("max-grad-norm", a.maxGradNorm, b.maxGradNorm)
-    check("seed", a.seed, b.seed)
-    check("shuffle", a.shuffle, b.shuffle)
-    check("compat-pad-position", a.compatPadPosition, b.compatPadPosition)
-    check("compat-accumulation-scale", a.compatAccumulationScale, b.compatAccumulationScale)
-    return parts.isEmpty ? "save/eval intervals" : parts.joined(separator: ", ")
 }
 
 extension Truncation: ExpressibleByArgument {}
 extension PrefixSource: ExpressibleByArgument {}
-
-/// Training's view of MPI_COMM_WORLD.
-final class MPITrainingLink: TrainingCommunicator {
-    let mpi: MPICommunicator
-    init(_ mpi: MPICommunicator) { self.mpi = mpi }
-    var rank: Int { mpi.rank }
-    var size: Int { mpi.size }
-    func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try mpi.allreduceSum(buffer) }
-    func allreduceSum(_ values: inout [Double]) throws { try mpi.allreduceSum(&values) }
-    func allreduceMax(_ value: Int64) throws -> Int64 { try mpi.allreduceMax(value) }
-    func barrier() throws { try mpi.barrier() }
-}
-
-/// Ranks found to disagree at a collective point (every rank ends cleanly, no MPI_Abort).
-struct RanksDisagree: Error, CustomStringConvertible {
-    let message: String
-    var description: String { message }
-}
-
-/// printError, reachable where a local `printError` (rank 0 only) shadows it.
-private func stderrLine(_ text: String) { printError(text) }

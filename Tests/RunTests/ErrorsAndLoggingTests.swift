@@ -29,12 +29,15 @@ import TestSupport
         #expect(malformed.stderr.hasPrefix("error: ") && !malformed.stderr.contains("Usage:"), "\(malformed.stderr)")
     }
 
-    /// A rerun of `run` with a changed value is refused (73), naming the change, without the usage.
+    /// A rerun of `run` with a changed value of a complete stage is refused (73), naming the change, without the usage.
     @Test func refusalExits73AndNamesTheDifference() throws {
         let runDir = try makeTemporaryDirectory("lr-refuse")
         defer { try? FileManager.default.removeItem(at: runDir) }
         let config = Repo.path("configs/tiny.yaml").path
         try FileManager.default.copyItem(atPath: config, toPath: runDir.appendingPathComponent("effective-config.yaml").path)
+        // A finished train stage (its adapter is what `complete` looks for).
+        try FileManager.default.createDirectory(at: runDir.appendingPathComponent("train"), withIntermediateDirectories: true)
+        try Data().write(to: runDir.appendingPathComponent("train/adapter_model.safetensors"))
         let result = try runChild(binary, ["run", config, "--run-dir", runDir.path, "--set", "train.lr=0.5", "--dry-run"], timeout: 60)
         #expect(result.status == 73, "\(result.status) \(result.stderr)")
         #expect(result.stderr.contains("train.lr") && result.stderr.contains("hint: "), "\(result.stderr)")

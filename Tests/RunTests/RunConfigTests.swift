@@ -21,7 +21,7 @@ final class RunConfigTests: XCTestCase {
         }
         let tiny = try PipelineConfig.load(file: Repo.path("configs/tiny.yaml"))
         XCTAssertEqual(tiny.models.expert, "models/tiny-expert")
-        XCTAssertEqual(tiny.train.targets, ["q_proj", "v_proj"])
+        XCTAssertEqual(tiny.train.targets.map(\.rawValue), ["q_proj", "v_proj"])
         XCTAssertEqual(tiny.eval.limit, 50)
     }
 
@@ -48,7 +48,7 @@ final class RunConfigTests: XCTestCase {
             "train.lr=1e-4", "train.targets=q_proj,k_proj", "sample.max_questions=3", "eval.limit=null", "name=other",
         ])
         XCTAssertEqual(c.train.lr, 1e-4)
-        XCTAssertEqual(c.train.targets, ["q_proj", "k_proj"])
+        XCTAssertEqual(c.train.targets.map(\.rawValue), ["q_proj", "k_proj"])
         XCTAssertEqual(c.sample.maxQuestions, 3)
         XCTAssertNil(c.eval.limit)
         XCTAssertEqual(c.name, "other")

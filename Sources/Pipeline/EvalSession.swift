@@ -1,0 +1,156 @@
+import Evaluation
+import Foundation
+import Models
+import Tensors
+import Tokenizer
+import Training
+
+/// Everything `eval` is asked to do, as typed values.
+public struct EvalRequest: Sendable {
+    public var model: URL
+    /// A PEFT adapter merged into `model` first, in a temporary folder under `out`.
+    public var adapter: URL?
+    /// Benchmark names, 'all', or files (comma-separated lists allowed).
+    public var datasets: [String]
+    public var dataDirectory: URL?
+    public var out: URL
+    public var limit: Int?
+    public var maxNewTokens = EvalRunner.defaultMaxNewTokens
+    public var batchSize = EvalRunner.defaultBatchSize
+    public var promptType = EvalRunner.defaultPromptType
+    /// Keep items already in <out>/<dataset>.jsonl.
+    public var resume = false
+    /// gold/100 and gold×100 also count (the toolkit's default).
+    public var includePercentage = true
+    public var strict = false
+    public var weights = WeightResidency.auto
+    public var threads: Int?
+
+    public init(model: URL, datasets: [String], out: URL) {
+        self.model = model
+        self.datasets = datasets
+        self.out = out
+    }
+
+    /// The dataset names, 'all' and comma lists expanded.
+    public var datasetNames: [String] {
+        datasets.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+            .flatMap { $0 == "all" ? Benchmark.allCases.map(\.rawValue) : [$0] }
+            .filter { !$0.isEmpty }
+    }
+}
+
+/// One `eval` invocation: loads the datasets, checks the output folder's identity, merges the adapter if
+/// any, evaluates the items not yet done, writes <dataset>.jsonl and summary.json.
+public enum EvalSession {
+    @discardableResult
+    public static func run(_ r: EvalRequest) throws -> RunSummary {
+        if let adapter = r.adapter, !FileManager.default.fileExists(atPath: adapter.appendingPathComponent("adapter_config.json").path) {
+            throw PipelineError.missing("--adapter \(adapter.path): no adapter_config.json there",
+                                        hint: "give a PEFT adapter directory (what `lightreasoner train` writes to --out)")
+        }
+        if let threads = r.threads { Tensors.BLAS.threads = threads }
+        let dataDirectory = r.dataDirectory ?? DatasetLoader.defaultDataDirectory()
+        var datasets: [LoadedDataset] = []
+        for name in r.datasetNames {
+            var dataset = try DatasetLoader.load(name, dataDirectory: dataDirectory)
+            if let limit = r.limit { dataset.examples = Array(dataset.examples.prefix(limit)) }
+            guard !datasets.contains(where: { $0.name == dataset.name }) else {
+                throw PipelineError.inconsistent("dataset '\(dataset.name)' given twice", hint: "name each dataset once")
+            }
+            datasets.append(dataset)
+        }
+        try FileManager.default.createDirectory(at: r.out, withIntermediateDirectories: true)
+        try EvalIdentity.of(model: r.model, adapter: r.adapter, promptType: r.promptType.rawValue,
+                            maxNewTokens: r.maxNewTokens, includePercentage: r.includePercentage)
+            .checkOrWrite(in: r.out, resuming: r.resume)
+
+        var directory = r.model
+        let merged = r.out.appendingPathComponent(".merged-\(UUID().uuidString)")
+        defer { if r.adapter != nil { try? FileManager.default.removeItem(at: merged) } }
+        if let adapter = r.adapter {
+            // Evaluate base + adapter as one merged checkpoint (W' = W + (alpha/r)·B·A, PEFT merge_and_unload).
+            let start = Date()
+            let report = try AdapterMerge.merge(model: directory, adapter: adapter, out: merged)
+            note("merged \(report.mergedTensors) LoRA projections of \(adapter.path) into \(merged.path) in "
+                + String(format: "%.2fs", Date().timeIntervalSince(start)) + " (removed after the run)")
+            directory = merged
+        }
+        let loadStart = Date()
+        let decoder = try Decoder(directory: directory, strict: r.strict, residency: r.weights)
+        let tokenizer = try Tokenizer(directory: directory)
+        let runner = EvalRunner(decoder: decoder, tokenizer: tokenizer, promptType: r.promptType)
+        runner.includePercentage = r.includePercentage
+        note("loaded \(decoder.config.architecture.rawValue) \(formatCount(decoder.checkpoint.layout.parameterCount)) params in "
+            + String(format: "%.2fs", Date().timeIntervalSince(loadStart)) + "; prompt \(r.promptType.rawValue); stop ids "
+            + "\(runner.stopIDs.sorted()); data \(dataDirectory.path)")
+
+        var summaries: [DatasetSummary] = []
+        let created = ISO8601DateFormatter().string(from: Date())
+        func summary() -> RunSummary {
+            RunSummary(model: r.model.path, adapter: r.adapter?.path, promptType: r.promptType.rawValue, maxNewTokens: r.maxNewTokens,
+                       batchSize: r.batchSize, limit: r.limit, includePercentage: r.includePercentage, created: created, datasets: summaries)
+        }
+        for dataset in datasets {
+            summaries.append(try evaluate(dataset, runner: runner, request: r))
+            try EvalOutput.writeSummary(summary(), to: r.out)
+        }
+        try EvalOutput.writeSummary(summary(), to: r.out)
+        note("wrote \(EvalOutput.summaryURL(r.out).path)")
+        return summary()
+    }
+
+    private static func evaluate(_ dataset: LoadedDataset, runner: EvalRunner, request r: EvalRequest) throws -> DatasetSummary {
+        let fileName = EvalOutput.itemsFileName(dataset.name)
+        let itemsURL = r.out.appendingPathComponent(fileName)
+        let wanted = Set(dataset.examples.map(\.id))
+        var kept: [ItemResult] = []
+        if r.resume, FileManager.default.fileExists(atPath: itemsURL.path) {
+            var seen = Set<String>()
+            kept = try EvalOutput.readItems(itemsURL, lenient: true).filter { wanted.contains($0.id) && seen.insert($0.id).inserted }
+        }
+        var contents = Data()
+        for item in kept { contents.append(try EvalOutput.encodeLine(item)) }
+        try contents.write(to: itemsURL, options: .atomic)
+        let done = Set(kept.map(\.id))
+        let remaining = dataset.examples.filter { !done.contains($0.id) }
+        if !kept.isEmpty { note("\(dataset.name): \(kept.count) item(s) kept from \(itemsURL.path), \(remaining.count) to go") }
+
+        let handle = try FileHandle(forWritingTo: itemsURL)
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        let progress = ProgressReporter(total: dataset.examples.count, label: dataset.name)
+        var fresh: [ItemResult] = []
+        var promptTokens = 0, generated = 0, seconds = 0.0
+        var correct = kept.filter(\.correct).count
+        progress.update(done: kept.count, detail: "starting")
+        try runner.run(remaining, maxNewTokens: r.maxNewTokens, batchSize: r.batchSize) { items, stats in
+            var lines = Data()
+            for item in items { lines.append(try EvalOutput.encodeLine(item)) }
+            try handle.write(contentsOf: lines)
+            fresh += items
+            correct += items.filter(\.correct).count
+            promptTokens += stats.promptTokens
+            generated += stats.generatedTokens
+            seconds += stats.prefillSeconds + stats.decodeSeconds
+            let finished = kept.count + fresh.count
+            progress.update(done: finished, detail: String(format: "acc %.1f%% | %.1f tok/s", 100 * Double(correct) / Double(finished),
+                                                           seconds > 0 ? Double(generated) / seconds : 0))
+        }
+        progress.finish()
+        let byID = Dictionary((kept + fresh).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let ordered = dataset.examples.compactMap { byID[$0.id] }
+        return DatasetSummary(name: dataset.name, source: dataset.source, file: fileName, items: ordered,
+                              promptTokens: promptTokens, generationSeconds: seconds, generatedThisRun: generated)
+    }
+}
+
+/// "1.54B", "494.03M", "12.3K".
+public func formatCount(_ count: Int) -> String {
+    switch count {
+    case 1_000_000_000...: String(format: "%.2fB", Double(count) / 1e9)
+    case 1_000_000...: String(format: "%.2fM", Double(count) / 1e6)
+    case 1_000...: String(format: "%.1fK", Double(count) / 1e3)
+    default: "\(count)"
+    }
+}

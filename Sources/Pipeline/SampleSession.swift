@@ -1,0 +1,80 @@
+import Contrast
+import Foundation
+import Models
+import Tensors
+import Tokenizer
+
+/// Everything `sample` is asked to do, as typed values.
+public struct SampleRequest: Sendable {
+    public var expert: URL
+    public var amateur: URL
+    public var data: URL
+    public var out: URL
+    public var settings = SamplingSettings()
+    /// The first N questions of the file (nil: all).
+    public var maxQuestions: Int?
+    public var batchSize = ContrastiveSampler.defaultBatchSize
+    /// Proceed although the two tokenizers map common ids to different strings.
+    public var allowVocabMismatch = false
+    public var strict = false
+    public var weights = WeightResidency.auto
+    public var threads: Int?
+
+    public init(expert: URL, amateur: URL, data: URL, out: URL) {
+        self.expert = expert
+        self.amateur = amateur
+        self.data = data
+        self.out = out
+    }
+}
+
+/// One `sample` invocation: checks the output folder's identity, repairs its log, samples the questions
+/// not yet committed, writes summary.json.
+public enum SampleSession {
+    @discardableResult
+    public static func run(_ r: SampleRequest) throws -> SampleSummary {
+        if let threads = r.threads { Tensors.BLAS.threads = threads }
+        let expertDecoder = try Decoder(directory: r.expert, strict: r.strict, residency: r.weights)
+        let amateurDecoder = try Decoder(directory: r.amateur, strict: r.strict, residency: r.weights)
+        let tokenizer = try Tokenizer(directory: r.expert)
+        do {
+            try checkVocabularyAlignment(expert: tokenizer, amateur: Tokenizer(directory: r.amateur))
+        } catch let error as SamplingError where r.allowVocabMismatch {
+            logger.warning("\(error)")
+        }
+
+        try SampleIdentity.of(settings: r.settings, expert: r.expert, amateur: r.amateur, data: r.data).checkOrWrite(in: r.out)
+        let log = try DurableSampleLog(directory: r.out)
+        if log.recoveredBytes > 0 { note("recovered: cut \(log.recoveredBytes) bytes of uncommitted tail from an earlier crash") }
+        if log.damagedCommits > 0 {
+            logger.warning("repaired: \(log.damagedCommits) committed question(s) no longer matched \(log.samplesURL.path) (deleted, cut or edited); cut back to the last good commit, they are sampled again")
+        }
+
+        var questions = try loadQuestions(file: r.data)
+        if let limit = r.maxQuestions { questions = Array(questions.prefix(limit)) }
+        let todo = questions.filter { !log.finished.contains($0.id) }
+        note("sampling \(todo.count) of \(questions.count) questions (\(questions.count - todo.count) already done) → \(r.out.path)")
+
+        let sampler = ContrastiveSampler(expert: expertDecoder, amateur: amateurDecoder, tokenizer: tokenizer, settings: r.settings)
+        let progress = ProgressReporter(total: todo.count, label: "questions")
+        var index = 0
+        while index < todo.count {
+            let batch = Array(todo[index..<min(index + max(1, r.batchSize), todo.count)])
+            let records = try sampler.sample(batch)
+            for (question, questionRecords) in zip(batch, records) {
+                try log.commit(questionID: question.id, records: questionRecords)
+            }
+            index += batch.count
+            let s = sampler.stats
+            let seconds = s.expertSeconds + s.amateurSeconds
+            progress.update(done: index, detail: String(
+                format: "kept %d/%d steps (%.1f%%), mean KL %.3f, %.1f tok/s",
+                s.stepsKept, s.stepsSeen, s.stepsSeen > 0 ? 100 * Double(s.stepsKept) / Double(s.stepsSeen) : 0,
+                s.meanKL, seconds > 0 ? Double(s.generatedTokens) / seconds : 0))
+        }
+        progress.finish()
+        let summary = SampleSummary(stats: sampler.stats, log: log, questionsInFile: questions.count)
+        try summary.write(to: r.out)
+        return summary
+    }
+}
