@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "Tokenizer", dependencies: ["InputFiles"]),
         .target(name: "Models", dependencies: ["Tensors", "SafeTensors", "InputFiles"]),
         // GGUF reading, dequantisation and conversion to an HF directory (`lightreasoner convert`).
-        .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors"]),
+        .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors", "InputFiles"]),
         .target(name: "Contrast", dependencies: ["Tensors", "Models", "Tokenizer", "Digest", "InputFiles"]),
         .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast", "InputFiles"]),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "Digest", "Contrast", "Models", "Tokenizer"]),
@@ -48,11 +48,11 @@ let package = Package(
         .target(name: "RunConfig", dependencies: ["InputFiles", "Models", "Contrast", "Training", "Evaluation", .product(name: "Yams", package: "Yams")]),
 
         // The stages in sequence: sessions, run planning, the handoffs between stages, the report's readers.
-        .target(name: "Pipeline", dependencies: ["Digest", "MPI", "Tensors", "Tokenizer", "Models", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig",
+        .target(name: "Pipeline", dependencies: ["Digest", "MPI", "InputFiles", "Tensors", "Tokenizer", "Models", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig",
                                                  .product(name: "Logging", package: "swift-log")]),
 
         .executableTarget(name: "lightreasoner", dependencies: [
-            "Tensors", "SafeTensors", "Tokenizer", "Models", "GGUF", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig", "Pipeline", "Digest", "MPI",
+            "Tensors", "SafeTensors", "Tokenizer", "Models", "GGUF", "Contrast", "Training", "Cluster", "Evaluation", "RunConfig", "Pipeline", "Digest", "MPI", "InputFiles",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -52,6 +52,22 @@ public struct SampleRecord: Codable, Sendable, Equatable {
         prefixIDs = try c.decodeIfPresent([Int32].self, forKey: .prefixIDs) ?? []
     }
 
+    /// How far Σ weights may stray from 1: the sampler's softmax is f32 (error ~1e-7 per entry), the
+    /// original's too; a larger gap means the record was edited or made by something else.
+    public static let weightSumTolerance = 1e-3
+
+    /// Why the label cannot be a distribution, or nil: weights as many as token_ids, finite, ≥ 0,
+    /// summing to 1 within `weightSumTolerance`.
+    public var labelProblem: String? {
+        guard tokenIDs.count == weights.count else { return "token_ids has \(tokenIDs.count) entries but weights has \(weights.count)" }
+        if let bad = weights.firstIndex(where: { !$0.isFinite || $0 < 0 }) { return "weights[\(bad)] is \(weights[bad]); weights must be finite and ≥ 0" }
+        let sum = weights.reduce(0, +)
+        guard abs(sum - 1) <= Self.weightSumTolerance else {
+            return "weights sum to \(sum), not 1 (tolerance \(Self.weightSumTolerance))"
+        }
+        return nil
+    }
+
     /// One JSONL line (no trailing newline), keys in schema order. Written by hand because
     /// JSONEncoder's key order is not stable on Linux, and equal runs must give equal bytes.
     public func jsonLine() throws -> Data {
@@ -102,26 +118,17 @@ public enum DatasetError: Error, CustomStringConvertible {
 
 /// Reads GSM8K-style JSONL: `question` (or `problem`) text, optional `id`/`idx`; blank lines skipped.
 public func loadQuestions(file: URL) throws -> [Question] {
-    let data: Data
-    do { data = try InputFile.read(file) } catch {
+    let rows: [(line: Int, object: [String: Any])]
+    do { rows = try JSONLines.objects(file) } catch let InputFileError.badLine(_, line, reason) {
+        throw DatasetError.badLine(file: file.path, line: line, reason: reason)
+    } catch {
         throw DatasetError.unreadable(file: file.path, reason: "\(error)")
     }
-    var questions: [Question] = []
-    // Split on bytes: a Swift String keeps "\r\n" as one Character, and bad UTF-8 gets its line number.
-    for (index, bytes) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-        guard let line = String(validating: bytes, as: UTF8.self) else {
-            throw DatasetError.badLine(file: file.path, line: index + 1, reason: "not valid UTF-8")
-        }
-        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
-        if trimmed.isEmpty { continue }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
-            throw DatasetError.badLine(file: file.path, line: index + 1, reason: "not a JSON object")
-        }
+    return try rows.map { line, object in
         guard let question = (object["question"] ?? object["problem"]) as? String else {
-            throw DatasetError.badLine(file: file.path, line: index + 1, reason: "no \"question\" string")
+            throw DatasetError.badLine(file: file.path, line: line, reason: "no \"question\" string")
         }
         let rowID = (object["id"] ?? object["idx"]).map { ($0 as? String) ?? "\($0)" }
-        questions.append(Question(id: rowID ?? "line-\(index + 1)", text: question, promptID: rowID))
+        return Question(id: rowID ?? "line-\(line)", text: question, promptID: rowID)
     }
-    return questions
 }

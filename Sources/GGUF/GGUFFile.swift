@@ -16,6 +16,7 @@ import Musl
 import Darwin
 #endif
 import Foundation
+import InputFiles
 
 /// The ggml tensor types this reader knows the block layout of (for bounds checks); only
 /// `dequantisable` ones can be converted.
@@ -167,6 +168,12 @@ public final class GGUFFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
+        // Before open(): opening a FIFO blocks until a writer appears.
+        do { try InputFile.checkRegular(path) } catch InputFileError.notRegular {
+            throw GGUFError.notRegularFile(file: path)
+        } catch {
+            throw GGUFError.cannotOpen(file: path, reason: "\(error)")
+        }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw GGUFError.cannotOpen(file: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }

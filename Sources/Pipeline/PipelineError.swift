@@ -10,6 +10,8 @@ public enum PipelineError: Error, CustomStringConvertible {
     case missing(String, hint: String)
     /// A file could not be read.
     case unreadable(path: String, reason: String)
+    /// A file this program writes holds something else (edited, truncated, or another program's).
+    case malformed(path: String, reason: String)
     /// An output was made with other inputs or settings than a rerun asks for; continuing would mix them.
     case refused(output: String, differences: [String], hint: String)
     /// Inputs that do not fit together (a model and its tokenizer, a config's values).
@@ -25,6 +27,8 @@ public enum PipelineError: Error, CustomStringConvertible {
             "\(output) was made with other inputs: \(differences.joined(separator: "; ")); hint: \(hint)"
         case let .inconsistent(text, hint), let .missing(text, hint):
             "\(text); hint: \(hint)"
+        case let .malformed(path, reason):
+            "\(path): \(reason); hint: the file was damaged or replaced; remove it or use a new output directory"
         case let .unreadable(path, reason):
             "cannot read \(path): \(reason); hint: check the path and its permissions"
         }

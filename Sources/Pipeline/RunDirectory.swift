@@ -21,7 +21,7 @@ public struct RunDirectory: Sendable {
 
     /// What the samples were made with: `sample`'s settings.json or the coordinator's manifest.json.
     public func samplingSettings() -> SamplingSettings? {
-        SampleIdentity.recordedSettings(in: samples) ?? (try? RunStore.Manifest.read(from: samples))?.settings
+        (try? SampleIdentity.recordedSettings(in: samples)) ?? (try? RunStore.Manifest.read(from: samples))?.settings
     }
 
     /// KL of every kept step: samples.jsonl, or a coordinator's shards.

@@ -2,6 +2,7 @@ import Cluster
 import Contrast
 import Digest
 import Foundation
+import InputFiles
 
 /// settings.json of a `sample --out` folder: what produced its records (settings with the system prompt
 /// and decoding limit, both models' fingerprints, the question file's hash). A rerun continues only with
@@ -47,22 +48,30 @@ public struct SampleIdentity: Codable, Equatable, Sendable {
 
     public static func read(from directory: URL) throws -> SampleIdentity {
         let url = directory.appendingPathComponent(fileName)
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw PipelineError.unreadable(path: url.path, reason: (error as NSError).localizedDescription)
-        }
-        do { return try JSONDecoder().decode(SampleIdentity.self, from: data) } catch {
+        guard let identity = try contents(of: url).identity else {
             throw PipelineError.refused(output: url.path, differences: ["it records no model or data identity (an earlier version wrote it)"],
                                         hint: "use a new --out directory")
         }
+        return identity
     }
 
     /// The settings a folder's samples were made with: this type's file, or an earlier version's (settings
-    /// alone); nil when the folder records none.
-    public static func recordedSettings(in directory: URL) -> SamplingSettings? {
-        guard let data = try? Data(contentsOf: directory.appendingPathComponent(fileName)) else { return nil }
-        return (try? JSONDecoder().decode(SampleIdentity.self, from: data))?.settings
-            ?? (try? JSONDecoder().decode(SamplingSettings.self, from: data))
+    /// alone); nil when the folder has no settings.json, an error when it holds something else.
+    public static func recordedSettings(in directory: URL) throws -> SamplingSettings? {
+        let url = directory.appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        return try contents(of: url).settings
+    }
+
+    /// A settings.json: the identity this type writes, or an earlier version's settings alone.
+    private static func contents(of url: URL) throws -> (identity: SampleIdentity?, settings: SamplingSettings) {
+        let data: Data
+        do { data = try InputFile.read(url, limit: 1 << 20) } catch {
+            throw PipelineError.unreadable(path: url.path, reason: "\(error)")
+        }
+        if let identity = try? JSONDecoder().decode(SampleIdentity.self, from: data) { return (identity, identity.settings) }
+        if let settings = try? JSONDecoder().decode(SamplingSettings.self, from: data) { return (nil, settings) }
+        throw PipelineError.malformed(path: url.path, reason: "not the sampling settings `sample` writes")
     }
 
     /// Writes settings.json into a new output folder; in an existing one, refuses any difference.

@@ -31,7 +31,7 @@ public enum SampleSources {
             let directory = URL(fileURLWithPath: path)
             if FileManager.default.fileExists(atPath: directory.appendingPathComponent(RunStore.manifestFileName).path) {
                 recorded.append((path, try RunStore.Manifest.read(from: directory).settings.systemPrompt))
-            } else if let settings = SampleIdentity.recordedSettings(in: directory) {
+            } else if let settings = try SampleIdentity.recordedSettings(in: directory) {
                 recorded.append((path, settings.systemPrompt))
             }
         }

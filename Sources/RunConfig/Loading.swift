@@ -30,6 +30,7 @@ extension PipelineConfig {
         for override in overrides {
             root = try apply(override: override, to: root)
         }
+        try checkFinite(root, source: source)
         do {
             return try YAMLDecoder().decode(PipelineConfig.self, from: Yams.serialize(node: root))
         } catch let error as DecodingError {
@@ -98,6 +99,17 @@ extension PipelineConfig {
                 guard seenInner.insert(name).inserted else { throw ConfigError("\(source): key '\(key).\(name)' appears twice") }
                 if !section.keys.contains(name) {
                     throw ConfigError("\(source): unknown key '\(key).\(name)' (known in \(key): \(section.keys.sorted().joined(separator: ", ")))")
+                }
+            }
+        }
+    }
+
+    /// YAML's .nan and .inf are numbers no stage can use (and settings files, being JSON, cannot hold).
+    static func checkFinite(_ root: Node, source: String) throws {
+        for (key, section) in root.mapping ?? [:] {
+            for (innerKey, value) in section.mapping ?? [:] {
+                if let number = value.float, !number.isFinite {
+                    throw ConfigError("\(source): '\(key.string ?? "\(key)").\(innerKey.string ?? "\(innerKey)")' is \(number); numbers must be finite")
                 }
             }
         }

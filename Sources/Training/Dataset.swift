@@ -106,11 +106,14 @@ public enum SampleData {
             for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
                 lineNumber += 1
                 if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
-                do {
-                    records.append(try decoder.decode(SampleRecord.self, from: Data(line)))
-                } catch {
+                let record: SampleRecord
+                do { record = try decoder.decode(SampleRecord.self, from: Data(line)) } catch {
                     throw SampleDataError.badRecord(path: file.path, line: lineNumber, reason: "\(error)")
                 }
+                if let problem = record.labelProblem {
+                    throw SampleDataError.badRecord(path: file.path, line: lineNumber, reason: problem)
+                }
+                records.append(record)
             }
         }
         return records

@@ -4,6 +4,7 @@ import Contrast
 import Evaluation
 import Foundation
 import GGUF
+import InputFiles
 import Models
 import MPI
 import Pipeline
@@ -81,13 +82,19 @@ extension ExitStatus {
              is DatasetError, is SampleDataError, is PEFTError, is ConfigError, is EvaluationError, is SamplingError,
              is TrainingModelError, is SoftLabelError, is GGUFError:
             self = .badInput
+        case let input as InputFileError:
+            switch input {
+            case .missing: self = .missingInput
+            case .unreadable: self = .ioError
+            case .notRegular, .tooLarge, .badLine: self = .badInput
+            }
         case let log as DurableLogError:
             if case .io = log { self = .ioError } else { self = .badInput }
         case let pipeline as PipelineError:
             switch pipeline {
             case .incompleteCoordinatorRun, .missing: self = .missingInput
             case .refused: self = .refused
-            case .damagedShard, .inconsistent: self = .badInput
+            case .damagedShard, .inconsistent, .malformed: self = .badInput
             case .unreadable: self = .ioError
             }
         case is ZeroMQError, is MPIError, is RanksDisagree: self = .unavailable

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Contrast
 import Foundation
+import InputFiles
 import Pipeline
 import Models
 import Tokenizer
@@ -89,13 +90,9 @@ struct Generate: ParsableCommand, LoggedCommand {
     }
 
     private func readPrompts(_ url: URL) throws -> [String] {
-        let text = try String(contentsOf: url, encoding: .utf8)
-        return try text.split(separator: "\n").enumerated().compactMap { index, line in
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty { return nil }
-            guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any],
-                  let prompt = (object["question"] ?? object["prompt"]) as? String else {
-                throw CommandFailure.badInput("\(url.path):\(index + 1): expected a JSON object with a \"question\" or \"prompt\" string",
+        try JSONLines.objects(url).map { line, object in
+            guard let prompt = (object["question"] ?? object["prompt"]) as? String else {
+                throw CommandFailure.badInput("\(url.path):\(line): no \"question\" or \"prompt\" string",
                                               hint: "one object per line, e.g. {\"question\": \"…\"}")
             }
             return prompt

@@ -78,7 +78,7 @@ struct SamplingOptions: ParsableArguments {
 
     func validate() throws {
         if !(0...1).contains(alpha) { throw ValidationError("--alpha must be in [0, 1]") }
-        if beta < 0 { throw ValidationError("--beta must be ≥ 0") }
+        if !(beta.isFinite && beta >= 0) { throw ValidationError("--beta must be a finite number ≥ 0") }
         if maxNewTokens < 2 { throw ValidationError("--max-new-tokens must be at least 2 (step 0 is never sampled)") }
     }
 

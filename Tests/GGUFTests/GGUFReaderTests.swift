@@ -166,6 +166,15 @@ struct HostileHeaderTests {
         #expect(throws: GGUFError.notRegularFile(file: dir.path)) { try GGUFFile(path: dir.path) }
     }
 
+    @Test("a FIFO is refused without opening it (open() would wait for a writer)")
+    func fifo() throws {
+        let dir = try makeTemporaryDirectory("gguf-fifo")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("model.gguf").path
+        #expect(mkfifo(path, 0o600) == 0)
+        #expect(throws: GGUFError.notRegularFile(file: path)) { try GGUFFile(path: path) }
+    }
+
     @Test("an unknown architecture is refused by name")
     func unknownArchitecture() throws {
         var b = GGUFBuilder()

@@ -49,4 +49,16 @@ final class HostileConfigTests: XCTestCase {
             }
         }
     }
+
+    /// `.nan` / `.inf` in a config (or a --set) reached settings.json as a raw EncodingError.
+    func testNonFiniteNumbersAreRefusedNamingTheKey() throws {
+        let tiny = try String(contentsOf: Repo.path("configs/tiny.yaml"), encoding: .utf8)
+        let nan = tiny.replacingOccurrences(of: "\n  beta: 0.4", with: "\n  beta: .nan")
+        XCTAssertNotEqual(nan, tiny)
+        XCTAssertTrue(refusal(nan)?.hasPrefix("evil.yaml: 'sample.beta' is nan") == true, refusal(nan) ?? "accepted")
+        XCTAssertThrowsError(try PipelineConfig.parse(yaml: tiny, source: "tiny.yaml", overrides: ["train.lr=.inf"])) { error in
+            XCTAssertTrue("\(error)".contains("'train.lr' is inf"), "\(error)")
+        }
+        XCTAssertNoThrow(try PipelineConfig.parse(yaml: tiny, source: "tiny.yaml", overrides: ["train.lr=1e-4"]))
+    }
 }

@@ -62,6 +62,20 @@ struct HostileTemplateTests {
         #expect(try ChatTemplate("{{ [1] | tojson(indent=-3) }}").render(context: [:]).contains("1"))
     }
 
+    @Test func valuesNestedThroughANamespaceAreBounded() throws {
+        // Each statement is shallow; the stored value grows one level per iteration.
+        let deep = "{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}"
+        #expect(tooLarge(deep, render: true)?.contains("nested deeper than") == true)
+        let dicts = "{% set ns = namespace(x={}) %}{% for i in range(5000) %}{% set ns.x = {'a': ns.x} %}{% endfor %}{{ ns.x | tojson }}"
+        #expect(tooLarge(dicts, render: true)?.contains("nested deeper than") == true)
+        // A namespace that holds itself (through another) would print forever.
+        let cycle = "{% set ns = namespace(a=1) %}{% set other = namespace(b=ns) %}{% set ns.c = other %}{{ ns }}"
+        #expect(tooLarge(cycle, render: true)?.contains("nested deeper than") == true)
+        // Ordinary accumulation still works.
+        let list = "{% set ns = namespace(x=[]) %}{% for i in range(5) %}{% set ns.x = ns.x + [[i]] %}{% endfor %}{{ ns.x }}"
+        #expect(try ChatTemplate(list).render(context: [:]) == "[[0], [1], [2], [3], [4]]")
+    }
+
     @Test func theTokenizerNamesTheTemplateFile() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lr-template-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: fixtureURL("tiny-qwen2"), to: directory)

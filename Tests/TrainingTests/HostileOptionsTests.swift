@@ -1,4 +1,5 @@
 import Foundation
+import Contrast
 import Models
 import Testing
 import Training
@@ -33,6 +34,25 @@ import Training
         ]
         for (flag, config) in cases {
             #expect { try config.validate(model: model) } throws: { "\($0)".hasPrefix(flag) }
+        }
+    }
+
+    @Test func labelWeightsMustBeADistribution() throws {
+        func file(_ weights: [Double], ids: [Int]? = nil) throws -> URL {
+            let record = SampleRecord(promptID: "q", step: 1, prefix: "a", tokens: [], tokenIDs: ids ?? weights.indices.map { $0 + 3 },
+                                      weights: weights, klDivergence: 0.5, questionID: "q", prefixIDs: [5])
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("lr-labels-\(UUID().uuidString).jsonl")
+            try (Data("\n".utf8) + record.jsonLine() + Data("\n".utf8)).write(to: url)
+            return url
+        }
+        // Within the stated tolerance (f32 softmax rounding) is accepted.
+        #expect(try SampleData.readRecords([file([0.6, 0.4 + SampleRecord.weightSumTolerance / 2])]).count == 1)
+        for (weights, ids, reason) in [([0.5, 0.2], nil, "sum to 0.7"), ([0.9, 0.9], nil, "sum to 1.8"),
+                                       ([1.2, -0.2], nil, "finite and ≥ 0"), ([1], [3, 4], "token_ids has 2")] as [([Double], [Int]?, String)] {
+            let url = try file(weights, ids: ids)
+            #expect { _ = try SampleData.readRecords([url]) } throws: { error in
+                "\(error)".hasPrefix("\(url.path):2: ") && "\(error)".contains(reason)
+            }
         }
     }
 }

@@ -35,6 +35,37 @@ final class JinjaRenderer {
         return String(repeating: s, count: max(0, n))
     }
 
+    /// Deepest list/dict nesting a stored value may reach. Printing, tojson, == and even freeing a value
+    /// recurse once per level, and `{% set ns.x = [ns.x] %}` in a loop would otherwise nest without bound.
+    static let maxValueDepth = 1024
+    /// List and dict entries the depth checks may visit in one render (a loop re-storing a big value
+    /// re-checks all of it).
+    static let maxDepthCheckVisits = 50_000_000
+    private var depthCheckVisits = 0
+
+    /// Throws when `v` nests deeper than `maxValueDepth` (or holds itself); checked where a value is stored
+    /// (set, ns.x =), the only way nesting can grow from one statement to the next.
+    private func checkDepth(_ v: JinjaValue, line: Int) throws {
+        func walk(_ v: JinjaValue, _ level: Int) throws {
+            let children: [JinjaValue]
+            switch v {
+            case .array(let a): children = a
+            case .object(let o): children = o.map(\.value)
+            case .namespace(let ns): children = ns.values.map(\.value)
+            default: return
+            }
+            guard level < Self.maxValueDepth else {
+                throw ChatTemplateError.tooLarge(message: "a value nested deeper than \(Self.maxValueDepth) lists or dicts", line: line)
+            }
+            depthCheckVisits += children.count
+            guard depthCheckVisits <= Self.maxDepthCheckVisits else {
+                throw ChatTemplateError.tooLarge(message: "more than \(Self.maxDepthCheckVisits) list or dict entries stored", line: line)
+            }
+            for child in children { try walk(child, level + 1) }
+        }
+        try walk(v, 0)
+    }
+
     private enum Flow { case normal, breakLoop, continueLoop }
 
     init(context: [String: JinjaValue]) {
@@ -111,12 +142,15 @@ final class JinjaRenderer {
                 try execFor(targets: targets, iterable: iterable, filter: filter, body: b, otherwise: otherwise, line: line)
             case let .set(targets, value, line):
                 let v = try eval(value)
+                try checkDepth(v, line: line)
                 try assign(targets, v, line: line)
             case let .setAttribute(object, attribute, value, line):
                 guard case .namespace(let ns) = lookup(object) else {
                     throw ChatTemplateError.runtime(message: "cannot assign attribute on non-namespace object '\(object)'", line: line)
                 }
                 ns.values[attribute] = try eval(value)
+                // After storing: `ns.a = other` where other holds ns makes a cycle, which this finds too.
+                try checkDepth(.namespace(ns), line: line)
             case let .setBlock(name, b):
                 let saved = out
                 out = ""
