@@ -82,8 +82,8 @@ public struct NodeStatistics: Codable, Sendable, Equatable {
 
 public enum CoordinatorEffect: Sendable, Equatable {
     case send(to: PeerID, Message)
-    /// Make the question's records durable before the `ack` that follows it is sent.
-    case commit(question: Int, records: [SampleRecord], node: String)
+    /// Make the question's records (and step data, a StepTrace segment) durable before the `ack` that follows it is sent.
+    case commit(question: Int, records: [SampleRecord], trace: [UInt8]? = nil, node: String)
     case log(String)
     /// Every question is committed (emitted once).
     case runComplete
@@ -418,12 +418,24 @@ public final class CoordinatorCore {
             refuse(peer, "result for question \(q): \(joined.count) bytes received, \(result.bytes) announced", fatal: false, into: &effects)
             return
         }
+        let traceCount = result.traceBytes ?? 0
+        guard (0...joined.count).contains(traceCount), (result.traceBytes != nil) == (config.settings.storedFloor != nil) else {
+            refuse(peer, "result for question \(q): " + (config.settings.storedFloor != nil
+                ? "step data missing or longer than the payload (the run stores step data for relabel)"
+                : "step data the run does not store"), fatal: false, into: &effects)
+            return
+        }
+        let trace = result.traceBytes.map { _ in Array(joined.suffix(traceCount)) }
         let records: [SampleRecord]
-        do { records = try ResultPayload.decode(joined) } catch {
+        do { records = try ResultPayload.decode(Array(joined.dropLast(traceCount))) } catch {
             refuse(peer, "result for question \(q): records do not decode (\(MessageCodec.describe(error)))", fatal: false, into: &effects)
             return
         }
         let question = questions[q]
+        if let trace, let problem = Self.traceProblem(trace, question: question, records: records, floor: config.settings.storedFloor) {
+            refuse(peer, "result for question \(q): \(problem)", fatal: false, into: &effects)
+            return
+        }
         let steps = records.map(\.step)
         guard records.count == result.records,
               records.allSatisfy({ $0.questionID == question.id && $0.promptID == question.promptID }),
@@ -434,7 +446,7 @@ public final class CoordinatorCore {
         // First complete result wins.
         committed[q] = true
         committedCount += 1
-        effects.append(.commit(question: q, records: records, node: session.name))
+        effects.append(.commit(question: q, records: records, trace: trace, node: session.name))
         effects.append(.send(to: peer, outgoing(.ack(.init(question: q, status: .committed)))))
         nodeStatistics[session.name, default: NodeStatistics()].questionsCommitted += 1
         nodeStatistics[session.name, default: NodeStatistics()].recordsCommitted += records.count
@@ -454,6 +466,24 @@ public final class CoordinatorCore {
             completeAnnounced = true
             effects.append(.runComplete)
         }
+    }
+
+    /// Why a result's step data cannot be committed, or nil: it must decode as one segment for this
+    /// question at the run's floor, and every record's KL must be its step's.
+    static func traceProblem(_ bytes: [UInt8], question: Question, records: [SampleRecord], floor: Double?) -> String? {
+        let trace: StepTrace
+        do {
+            let (decoded, length) = try StepTrace.decode(bytes, at: 0)
+            guard length == bytes.count else { return "step data holds more than one segment" }
+            trace = decoded
+        } catch { return "step data does not decode (\(error))" }
+        guard trace.questionID == question.id, trace.promptID == question.promptID, trace.floor == floor else {
+            return "step data names another question or floor"
+        }
+        guard records.allSatisfy({ trace.steps.indices.contains($0.step - 1) && trace.steps[$0.step - 1].kl == $0.klDivergence }) else {
+            return "records disagree with the step data (step or KL)"
+        }
+        return nil
     }
 
     // MARK: leases

@@ -152,8 +152,8 @@ public enum CoordinatorServer {
                 switch effect {
                 case let .send(peer, message):
                     _ = try? router.trySend([peer] + MessageCodec.encode(message))
-                case let .commit(question, records, node):
-                    try store.commit(question: core.questions[question], records: records, node: node)
+                case let .commit(question, records, trace, node):
+                    try store.commit(question: core.questions[question], records: records, trace: trace, node: node)
                     recordsThisRun += records.count
                 case let .log(text):
                     // The same line again within 10 s (a misbehaving peer) is counted, not repeated.

@@ -198,14 +198,15 @@ public final class NodeCore {
 
     // MARK: worker events
 
-    /// One question computed: its records as JSONL bytes, sent in chunks.
-    public func computed(shard: Int, question: Int, payload: [UInt8], records: Int, now: Double) -> [NodeEffect] {
+    /// One question computed: its records as JSONL bytes (then `traceBytes` of step data), sent in chunks.
+    public func computed(shard: Int, question: Int, payload: [UInt8], records: Int, traceBytes: Int? = nil, now: Double) -> [NodeEffect] {
         var effects: [NodeEffect] = []
         guard let held = lease, held.shard == shard, let id = held.questionIDs[question], let runID else { return effects }
         let pieces = ResultPayload.chunks(payload, chunkBytes: chunkBytes)
         let messages = pieces.enumerated().map { index, piece in
             Message(runID: runID, body: .result(.init(shard: shard, question: question, questionID: id, chunk: index,
-                                                      chunks: pieces.count, bytes: payload.count, records: records), payload: piece))
+                                                      chunks: pieces.count, bytes: payload.count, records: records,
+                                                      traceBytes: traceBytes), payload: piece))
         }
         unacked[question] = Unacked(messages: messages, sentAt: now)
         resultsComputed += 1

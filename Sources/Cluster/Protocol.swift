@@ -113,7 +113,10 @@ public enum Body: Sendable, Equatable {
         /// Total payload bytes over all chunks and the number of records (JSONL lines).
         public var bytes: Int
         public var records: Int
-        public init(shard: Int, question: Int, questionID: String, chunk: Int, chunks: Int, bytes: Int, records: Int) {
+        /// The payload's last `traceBytes` bytes are the question's step data (a StepTrace segment);
+        /// absent when the run stores none.
+        public var traceBytes: Int?
+        public init(shard: Int, question: Int, questionID: String, chunk: Int, chunks: Int, bytes: Int, records: Int, traceBytes: Int? = nil) {
             self.shard = shard
             self.question = question
             self.questionID = questionID
@@ -121,8 +124,9 @@ public enum Body: Sendable, Equatable {
             self.chunks = chunks
             self.bytes = bytes
             self.records = records
+            self.traceBytes = traceBytes
         }
-        enum CodingKeys: String, CodingKey { case shard, question, questionID = "question_id", chunk, chunks, bytes, records }
+        enum CodingKeys: String, CodingKey { case shard, question, questionID = "question_id", chunk, chunks, bytes, records, traceBytes = "trace_bytes" }
     }
     public struct Bye: Codable, Sendable, Equatable {
         public var reason: String
@@ -370,8 +374,15 @@ public enum MessageCodec {
     }
 }
 
-/// One question's records as the JSONL bytes `sample` writes, split into chunks and joined again.
+/// One question's records as the JSONL bytes `sample` writes (then its step data, if any), split into
+/// chunks and joined again.
 public enum ResultPayload {
+    /// Records then step data; returns the payload and the step data's length (nil without).
+    public static func encode(_ sampled: SampledQuestion) throws -> (payload: [UInt8], traceBytes: Int?) {
+        let trace = sampled.trace?.encoded()
+        return (try encode(sampled.records) + (trace ?? []), trace?.count)
+    }
+
     public static func encode(_ records: [SampleRecord]) throws -> [UInt8] {
         var bytes: [UInt8] = []
         for record in records {

@@ -64,11 +64,13 @@ public struct RunIdentity: Codable, Sendable, Equatable {
 /// The coordinator's output directory:
 ///   run.json              the run's identity (written once; a restart must match it)
 ///   journal/samples.jsonl committed questions' records in arrival order (DurableSampleLog: fsynced,
+///   journal/steps.bin     committed questions' step data for relabel (StepTrace segments)
 ///   journal/progress.jsonl  one progress line per question after its records; torn tails cut on open)
 ///   attribution.jsonl     which node's result was committed for each question (written before the commit)
 ///   nodes.json            per-node counters, rewritten now and then
 ///   endpoint              the bound endpoint (for scripts and tests)
-///   samples-NNNNN-of-MMMMM.jsonl, manifest.json   the merged output, written when every question is in
+///   samples-NNNNN-of-MMMMM.jsonl, steps-NNNNN-of-MMMMM.bin, manifest.json   the merged output, written
+///                         when every question is in
 public final class RunStore {
     public let directory: URL
     public let identity: RunIdentity
@@ -131,11 +133,11 @@ public final class RunStore {
     deinit { try? attributionHandle.close() }
 
     /// Attribution line, then the question's records made durable (the unit of commit).
-    public func commit(question: Question, records: [SampleRecord], node: String) throws {
+    public func commit(question: Question, records: [SampleRecord], trace: [UInt8]? = nil, node: String) throws {
         var line = try JSONEncoder().encode(Attribution(question_id: question.id, node: node))
         line.append(UInt8(ascii: "\n"))
         try attributionHandle.write(contentsOf: line)
-        try journal.commit(questionID: question.id, records: records)
+        try journal.commit(questionID: question.id, records: records, trace: trace)
         if attribution[question.id] == nil { attribution[question.id] = node }
     }
 
@@ -196,10 +198,13 @@ public final class RunStore {
         public var expert: ModelFingerprint
         public var amateur: ModelFingerprint
         public var shards: [ShardSummary]
+        /// The step data for relabel, one file per shard (`records` counts questions); nil when the run stores none.
+        public var stepsShards: [ShardSummary]?
         public var nodes: [String: NodeSummary]
         enum CodingKeys: String, CodingKey {
             case runID = "run_id", protocolVersion = "protocol_version", questions, records, questionsSHA256 = "questions_sha256"
             case shardSize = "shard_size", settings, settingsSHA256 = "settings_sha256", expert, amateur, shards, nodes
+            case stepsShards = "steps_shards"
         }
     }
 
@@ -207,17 +212,54 @@ public final class RunStore {
         String(format: "samples-%05d-of-%05d.jsonl", shard, count)
     }
 
+    public static func stepsShardFileName(_ shard: Int, of count: Int) -> String {
+        String(format: "steps-%05d-of-%05d.bin", shard, count)
+    }
+
+    struct JournalEntry {
+        var samples: Range<Int>
+        var records: Int
+        var steps: Range<Int>?
+    }
+
     /// Journal byte ranges per question: the first commit of a question wins (de-duplication).
-    func journalIndex() throws -> [String: (start: Int, end: Int, records: Int)] {
+    func journalIndex() throws -> [String: JournalEntry] {
         let data = (try? Data(contentsOf: journal.progressURL)) ?? Data()
-        var index: [String: (start: Int, end: Int, records: Int)] = [:]
-        var previous = 0
+        var index: [String: JournalEntry] = [:]
+        var previous = 0, previousSteps = 0
         for line in data.split(separator: UInt8(ascii: "\n")) {
             let entry = try JSONDecoder().decode(DurableSampleLog.Progress.self, from: Data(line))
-            if index[entry.question_id] == nil { index[entry.question_id] = (previous, entry.samples_bytes, entry.records) }
+            let steps = entry.steps_bytes.map { previousSteps..<$0 }
+            if index[entry.question_id] == nil { index[entry.question_id] = JournalEntry(samples: previous..<entry.samples_bytes, records: entry.records, steps: steps) }
             previous = entry.samples_bytes
+            previousSteps = entry.steps_bytes ?? previousSteps
         }
         return index
+    }
+
+    /// Copies byte ranges of one journal file into a new file (written aside, fsynced, renamed); returns
+    /// its size and SHA-256.
+    private func writeShard(_ name: String, from reader: FileHandle, source: URL, ranges: [Range<Int>]) throws -> (bytes: Int, sha256: String) {
+        let url = directory.appendingPathComponent(name)
+        let temporary = directory.appendingPathComponent(".\(name).tmp")
+        _ = FileManager.default.createFile(atPath: temporary.path, contents: nil)
+        let writer = try FileHandle(forWritingTo: temporary)
+        defer { try? writer.close() }
+        var hasher = SHA256()
+        var bytes = 0
+        for range in ranges {
+            try reader.seek(toOffset: UInt64(range.lowerBound))
+            let chunk = try reader.read(upToCount: range.count) ?? Data()
+            guard chunk.count == range.count else {
+                throw ClusterError.io("\(source.path) is shorter than its progress file says")
+            }
+            try writer.write(contentsOf: chunk)
+            hasher.update(chunk)
+            bytes += chunk.count
+        }
+        try writer.synchronize()
+        guard rename(temporary.path, url.path) == 0 else { throw ClusterError.io("rename \(temporary.path) failed") }
+        return (bytes, hasher.hexDigest())
     }
 
     /// Writes the shards in question order (each question's records in step order, as committed) and
@@ -227,45 +269,41 @@ public final class RunStore {
         let index = try journalIndex()
         let reader = try FileHandle(forReadingFrom: journal.samplesURL)
         defer { try? reader.close() }
+        let storesSteps = identity.settings.storedFloor != nil
+        let stepsReader = storesSteps ? try FileHandle(forReadingFrom: journal.stepsURL) : nil
+        defer { try? stepsReader?.close() }
         let shardSize = identity.shardSize
         let shardCount = (questions.count + shardSize - 1) / shardSize
-        var shards: [ShardSummary] = []
+        var shards: [ShardSummary] = [], stepsShards: [ShardSummary] = []
         var nodes: [String: NodeSummary] = [:]
         var total = 0
         for shard in 0..<shardCount {
             let range = (shard * shardSize)..<min((shard + 1) * shardSize, questions.count)
-            let name = Self.shardFileName(shard, of: shardCount)
-            let url = directory.appendingPathComponent(name)
-            let temporary = directory.appendingPathComponent(".\(name).tmp")
-            _ = FileManager.default.createFile(atPath: temporary.path, contents: nil)
-            let writer = try FileHandle(forWritingTo: temporary)
-            var hasher = SHA256()
-            var bytes = 0, records = 0
+            var entries: [JournalEntry] = []
             for q in range {
                 let question = questions[q]
                 guard let entry = index[question.id] else {
-                    try? writer.close()
                     throw ClusterError.io("question \(q) (\(question.id.prefix(60))) has no committed result; the run is not complete")
                 }
-                try reader.seek(toOffset: UInt64(entry.start))
-                let chunk = try reader.read(upToCount: entry.end - entry.start) ?? Data()
-                guard chunk.count == entry.end - entry.start else {
-                    try? writer.close()
-                    throw ClusterError.io("\(journal.samplesURL.path) is shorter than its progress file says")
+                if storesSteps && entry.steps == nil {
+                    throw ClusterError.io("question \(q) (\(question.id.prefix(60))) was committed without step data; the run stores it for relabel")
                 }
-                try writer.write(contentsOf: chunk)
-                hasher.update(chunk)
-                bytes += chunk.count
-                records += entry.records
+                entries.append(entry)
                 let node = attribution[question.id] ?? "unknown"
                 nodes[node, default: NodeSummary(questions: 0, records: 0, statistics: nil)].questions += 1
                 nodes[node, default: NodeSummary(questions: 0, records: 0, statistics: nil)].records += entry.records
             }
-            try writer.synchronize()
-            try writer.close()
-            guard rename(temporary.path, url.path) == 0 else { throw ClusterError.io("rename \(temporary.path) failed") }
+            let records = entries.reduce(0) { $0 + $1.records }
+            let name = Self.shardFileName(shard, of: shardCount)
+            let written = try writeShard(name, from: reader, source: journal.samplesURL, ranges: entries.map(\.samples))
             shards.append(ShardSummary(file: name, shard: shard, firstQuestion: range.lowerBound, questions: range.count,
-                                       records: records, bytes: bytes, sha256: hasher.hexDigest()))
+                                       records: records, bytes: written.bytes, sha256: written.sha256))
+            if let stepsReader {
+                let stepsName = Self.stepsShardFileName(shard, of: shardCount)
+                let steps = try writeShard(stepsName, from: stepsReader, source: journal.stepsURL, ranges: entries.compactMap(\.steps))
+                stepsShards.append(ShardSummary(file: stepsName, shard: shard, firstQuestion: range.lowerBound, questions: range.count,
+                                                records: range.count, bytes: steps.bytes, sha256: steps.sha256))
+            }
             total += records
         }
         for (name, statistics) in nodeStatistics {
@@ -274,7 +312,8 @@ public final class RunStore {
         let manifest = Manifest(runID: identity.runID, protocolVersion: identity.protocolVersion, questions: questions.count,
                                 records: total, questionsSHA256: identity.questionsSHA256, shardSize: shardSize,
                                 settings: identity.settings, settingsSHA256: identity.settingsSHA256,
-                                expert: identity.expert, amateur: identity.amateur, shards: shards, nodes: nodes)
+                                expert: identity.expert, amateur: identity.amateur, shards: shards,
+                                stepsShards: storesSteps ? stepsShards : nil, nodes: nodes)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try Self.writeAtomically(try encoder.encode(manifest), to: manifestURL)

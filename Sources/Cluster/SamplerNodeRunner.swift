@@ -7,8 +7,8 @@ import Glibc
 
 /// What a node computes with: one loaded expert/amateur pair for the run's settings.
 public protocol QuestionSampler: AnyObject {
-    /// Each question's kept records (possibly none), in order.
-    func sample(_ questions: [Question]) throws -> [[SampleRecord]]
+    /// Each question's kept records (possibly none) and step data, in order.
+    func sample(_ questions: [Question]) throws -> [SampledQuestion]
     var report: NodeReport { get }
 }
 
@@ -74,7 +74,7 @@ enum WorkerJob: @unchecked Sendable {
 }
 
 enum WorkerEvent: Sendable {
-    case computed(shard: Int, question: Int, payload: [UInt8], records: Int)
+    case computed(shard: Int, question: Int, payload: [UInt8], records: Int, traceBytes: Int?)
     case finished(shard: Int)
     case report(NodeReport)
     case failed(String)
@@ -130,10 +130,10 @@ public enum SamplerNodeRunner {
                     var start = 0
                     while start < questions.count, !shared.isAbandoned(lease.shard) {
                         let batch = Array(questions[start..<min(start + max(1, parameters.batchSize), questions.count)])
-                        let records = try sampler!.sample(batch.map(\.question))
-                        for (question, questionRecords) in zip(batch, records) {
-                            toNetwork.post(.computed(shard: lease.shard, question: question.index,
-                                                     payload: try ResultPayload.encode(questionRecords), records: questionRecords.count))
+                        for (question, sampled) in zip(batch, try sampler!.sample(batch.map(\.question))) {
+                            let (payload, traceBytes) = try ResultPayload.encode(sampled)
+                            toNetwork.post(.computed(shard: lease.shard, question: question.index, payload: payload,
+                                                     records: sampled.records.count, traceBytes: traceBytes))
                         }
                         toNetwork.post(.report(sampler!.report))
                         start += batch.count
@@ -265,8 +265,8 @@ public enum SamplerNodeRunner {
             for event in toNetwork.drain() {
                 let now = monotonicSeconds()
                 switch event {
-                case let .computed(shard, question, payload, records):
-                    apply(core.computed(shard: shard, question: question, payload: payload, records: records, now: now))
+                case let .computed(shard, question, payload, records, traceBytes):
+                    apply(core.computed(shard: shard, question: question, payload: payload, records: records, traceBytes: traceBytes, now: now))
                 case let .finished(shard):
                     apply(core.workerFinished(shard: shard, now: now))
                 case let .report(report):

@@ -40,33 +40,77 @@ public enum ContrastiveMath {
         return kl
     }
 
-    /// The soft label for one kept step: ids in the plausible set (ascending) and their weights.
-    public static func contrastiveLabel(expert pE: [Double], amateur pA: [Double], alpha: Double) -> (ids: [Int], weights: [Double]) {
+    /// The plausible set {j : pE[j] ≥ alpha·max pE} (ascending ids) with both models' probabilities there.
+    /// Relabelling stores it at a floor α₀: the set at any α ≥ α₀ is a subset of it, and the label at α
+    /// depends on nothing else (max pE is in every such set).
+    public struct PlausibleSet: Sendable, Equatable {
+        public var ids: [Int32]
+        public var expert: [Double]
+        public var amateur: [Double]
+        public init(ids: [Int32], expert: [Double], amateur: [Double]) {
+            self.ids = ids
+            self.expert = expert
+            self.amateur = amateur
+        }
+    }
+
+    public static func plausibleSet(expert pE: [Double], amateur pA: [Double], alpha: Double) -> PlausibleSet {
         let threshold = alpha * (pE.max() ?? 0)
-        let ids = pE.indices.filter { pE[$0] >= threshold }
-        let scores = ids.map { Foundation.log(pE[$0] + epsilon) - Foundation.log(pA[$0] + epsilon) }
+        var set = PlausibleSet(ids: [], expert: [], amateur: [])
+        for j in pE.indices where pE[j] >= threshold {
+            set.ids.append(Int32(j))
+            set.expert.append(pE[j])
+            set.amateur.append(pA[j])
+        }
+        return set
+    }
+
+    /// The soft label for one kept step: the ids of `set` with pE ≥ alpha·max pE (ascending) and their
+    /// weights softmax(log pE' − log pA'). `set` is the plausible set at alpha or at any lower floor.
+    public static func contrastiveLabel(_ set: PlausibleSet, alpha: Double) -> (ids: [Int], weights: [Double]) {
+        let threshold = alpha * (set.expert.max() ?? 0)
+        let members = set.expert.indices.filter { set.expert[$0] >= threshold }
+        let scores = members.map { Foundation.log(set.expert[$0] + epsilon) - Foundation.log(set.amateur[$0] + epsilon) }
         let maximum = scores.max() ?? 0
         let exps = scores.map { Foundation.exp($0 - maximum) }
         let sum = exps.reduce(0, +)
-        return (ids, exps.map { $0 / sum })
+        return (members.map { Int(set.ids[$0]) }, exps.map { $0 / sum })
     }
 
-    /// One step's decision: KL, whether it is kept, and the label when kept.
+    /// One step's decision: KL, whether it is kept, and the label when kept; `stored` is the plausible
+    /// set at the store floor (what relabelling needs), nil when none was asked for.
     public struct Step: Sendable, Equatable {
         public let kl: Double
         public let kept: Bool
         public let ids: [Int]
         public let weights: [Double]
+        public let stored: PlausibleSet?
+        public init(kl: Double, kept: Bool, ids: [Int], weights: [Double], stored: PlausibleSet? = nil) {
+            self.kl = kl
+            self.kept = kept
+            self.ids = ids
+            self.weights = weights
+            self.stored = stored
+        }
     }
 
+    /// The rule at (alpha, beta) from a step's KL and a plausible set at a floor ≤ alpha: sampling and
+    /// relabelling both decide through here, so their labels are the same numbers.
+    public static func decide(kl: Double, set: @autoclosure () -> PlausibleSet, alpha: Double, beta: Double,
+                              stored: PlausibleSet? = nil) -> Step {
+        guard kl >= beta else { return Step(kl: kl, kept: false, ids: [], weights: [], stored: stored) }
+        let label = contrastiveLabel(set(), alpha: alpha)
+        return Step(kl: kl, kept: true, ids: label.ids, weights: label.weights, stored: stored)
+    }
+
+    /// `storeFloor`: also keep the plausible set at this α (≤ alpha) in `Step.stored`.
     public static func evaluate(expertLogits: UnsafeBufferPointer<Float>, amateurLogits: UnsafeBufferPointer<Float>,
-                                alpha: Double, beta: Double) -> Step {
+                                alpha: Double, beta: Double, storeFloor: Double? = nil) -> Step {
         let common = min(expertLogits.count, amateurLogits.count)
         let pE = probabilities(logits: expertLogits, keep: common)
         let pA = probabilities(logits: amateurLogits, keep: common)
         let kl = klDivergence(expert: pE, amateur: pA)
-        guard kl >= beta else { return Step(kl: kl, kept: false, ids: [], weights: []) }
-        let label = contrastiveLabel(expert: pE, amateur: pA, alpha: alpha)
-        return Step(kl: kl, kept: true, ids: label.ids, weights: label.weights)
+        let stored = storeFloor.map { plausibleSet(expert: pE, amateur: pA, alpha: min($0, alpha)) }
+        return decide(kl: kl, set: stored ?? plausibleSet(expert: pE, amateur: pA, alpha: alpha), alpha: alpha, beta: beta, stored: stored)
     }
 }

@@ -21,12 +21,23 @@ public struct SamplingSettings: Sendable, Codable, Equatable {
     public static let defaultSystemPrompt = "Please reason step by step."
     public var systemPrompt = SamplingSettings.defaultSystemPrompt
     public var amateurInput = AmateurInput.ids
+    /// Per step, the plausible set at this α is stored with both models' probabilities, so `relabel` can
+    /// redo the rule at any α ≥ min(alpha, storeAlpha) and any β without the models. nil: nothing stored
+    /// (folders written before relabelling existed decode to nil).
+    public var storeAlpha: Double? = SamplingSettings.defaultStoreAlpha
+    public static let defaultStoreAlpha = 0.05
     public init() {}
+
+    /// The α whose plausible sets are stored: the run's own α is always covered.
+    public var storedFloor: Double? { storeAlpha.map { min($0, alpha) } }
 
     /// Finite and in range; with a model, max_new_tokens must also fit its context.
     public func validate(maxPositions: Int? = nil) throws {
         guard alpha.isFinite, (0...1).contains(alpha) else {
             throw SamplingError.invalidSetting(key: "alpha", reason: "must be a finite number in 0...1 (a fraction of the expert's top probability), got \(alpha)")
+        }
+        if let storeAlpha, !(storeAlpha.isFinite && storeAlpha > 0 && storeAlpha <= 1) {
+            throw SamplingError.invalidSetting(key: "store_alpha", reason: "must be a finite number in (0, 1] (the lowest α relabel can use), got \(storeAlpha)")
         }
         guard beta.isFinite, beta >= 0 else {
             throw SamplingError.invalidSetting(key: "beta", reason: "must be a finite KL threshold ≥ 0, got \(beta)")
@@ -84,6 +95,16 @@ public struct SamplingStats: Sendable, Codable {
     public var generatedTokens = 0
     public var meanKL: Double { stepsSeen > 0 ? klSum / Double(stepsSeen) : 0 }
     public init() {}
+
+    /// One question's decided steps.
+    public mutating func count(_ decisions: [ContrastiveMath.Step]) {
+        questions += 1
+        for decision in decisions {
+            stepsSeen += 1
+            stepsKept += decision.kept ? 1 : 0
+            klSum += decision.kl
+        }
+    }
 }
 
 /// Expert generates, amateur scores, the contrastive rule selects; one batch of questions at a time.
@@ -112,6 +133,11 @@ public final class ContrastiveSampler {
 
     /// Samples a batch of questions; returns each question's kept records (possibly none), in order.
     public func sample(_ questions: [Question]) throws -> [[SampleRecord]] {
+        try sampleTraced(questions).map(\.records)
+    }
+
+    /// Each question's kept records and, when `settings.storeAlpha` is set, its step data for relabelling.
+    public func sampleTraced(_ questions: [Question]) throws -> [SampledQuestion] {
         let texts = try questions.map { try promptText($0.text) }
         let prompts = texts.map { tokenizer.encode($0) }
         let stop = Set(expert.checkpoint.generation.eosTokenIDs.map(Int32.init))
@@ -123,22 +149,12 @@ public final class ContrastiveSampler {
 
         // 3. Records for the kept steps.
         return questions.enumerated().map { row, question in
-            let targets = generations[row].ids
-            var records: [SampleRecord] = []
-            for (index, decision) in decisions[row].enumerated() {
-                let step = index + 1
-                stats.stepsSeen += 1
-                stats.klSum += decision.kl
-                guard decision.kept else { continue }
-                stats.stepsKept += 1
-                let prefixIDs = Array(targets.prefix(step))
-                records.append(SampleRecord(
-                    promptID: question.promptID, step: step, prefix: tokenizer.decode(prefixIDs),
-                    tokens: decision.ids.map { tokenizer.decode([Int32($0)]) }, tokenIDs: decision.ids,
-                    weights: decision.weights, klDivergence: decision.kl, questionID: question.id, prefixIDs: prefixIDs))
-            }
-            stats.questions += 1
-            return records
+            let generated = generations[row].ids
+            stats.count(decisions[row])
+            return SampledQuestion(
+                records: SampleRecord.kept(questionID: question.id, promptID: question.promptID, generated: generated,
+                                           decisions: decisions[row], tokenizer: tokenizer),
+                trace: settings.storedFloor.map { StepTrace(question: question, floor: $0, generated: generated, decisions: decisions[row]) })
         }
     }
 }
@@ -179,7 +195,7 @@ public func contrastiveSteps(
     defer { decided.deinitialize(count: max(1, offsets.last!)); decided.deallocate() }
     let vocabA = amateur.vocabSize
     // Amateur rows (rows, V_A) for the pairs (row, step) — each writes its own slot of `decided`.
-    let (alpha, beta) = (settings.alpha, settings.beta)
+    let (alpha, beta, storeFloor) = (settings.alpha, settings.beta, settings.storedFloor)
     let expertShared = SharedPointer(expertLogits), decidedShared = SharedPointer(decided)
     func decide(_ pairs: [(row: Int, step: Int)], amateurLogits: UnsafePointer<Float>) {
         let amateurShared = SharedPointer(amateurLogits)
@@ -188,7 +204,7 @@ public func contrastiveSteps(
             let e = UnsafeBufferPointer(start: expertShared.base + row * stride + (step - 1) * vocabE, count: vocabE)
             let a = UnsafeBufferPointer(start: amateurShared.base + i * vocabA, count: vocabA)
             decidedShared.base[offsets[row] + step - 1] = ContrastiveMath.evaluate(expertLogits: e, amateurLogits: a,
-                                                                                    alpha: alpha, beta: beta)
+                                                                                    alpha: alpha, beta: beta, storeFloor: storeFloor)
         }
     }
     if let retokenized {

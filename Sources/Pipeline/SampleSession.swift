@@ -60,9 +60,8 @@ public enum SampleSession {
         var index = 0
         while index < todo.count {
             let batch = Array(todo[index..<min(index + max(1, r.batchSize), todo.count)])
-            let records = try sampler.sample(batch)
-            for (question, questionRecords) in zip(batch, records) {
-                try log.commit(questionID: question.id, records: questionRecords)
+            for (question, sampled) in zip(batch, try sampler.sampleTraced(batch)) {
+                try log.commit(questionID: question.id, records: sampled.records, trace: sampled.trace?.encoded())
             }
             index += batch.count
             let s = sampler.stats

@@ -45,8 +45,12 @@ public enum SampleSources {
 
     /// The shard files of a finished coordinator run, in question order, each verified.
     public static func shards(of directory: URL) throws -> [URL] {
-        let manifest = try RunStore.Manifest.read(from: directory)
-        return try manifest.shards.sorted { $0.shard < $1.shard }.map { shard in
+        try verified(RunStore.Manifest.read(from: directory).shards, in: directory)
+    }
+
+    /// Shard files in shard order, each checked against its manifest entry's size and SHA-256.
+    public static func verified(_ shards: [RunStore.ShardSummary], in directory: URL) throws -> [URL] {
+        try shards.sorted { $0.shard < $1.shard }.map { shard in
             let url = directory.appendingPathComponent(shard.file)
             let digest = try sha256(of: url)
             guard digest.bytes == shard.bytes else {

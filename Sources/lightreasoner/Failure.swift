@@ -88,6 +88,8 @@ extension ExitStatus {
             case .unreadable: self = .ioError
             case .notRegular, .tooLarge, .badLine: self = .badInput
             }
+        case let relabel as RelabelError: self = relabel.isMissingInput ? .missingInput : .badInput
+        case is StepTraceError: self = .badInput
         case let log as DurableLogError:
             if case .io = log { self = .ioError } else { self = .badInput }
         case let pipeline as PipelineError:

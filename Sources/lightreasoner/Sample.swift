@@ -10,6 +10,7 @@ struct Sample: ParsableCommand, LoggedCommand {
         Output directory:
         - samples.jsonl: kept steps, the original's schema (prompt_id, step, prefix, tokens, token_ids, \
         weights, kl_divergence) plus question_id and prefix_ids
+        - steps.bin: per question, every step's KL and plausible set at --store-alpha, for `relabel`
         - progress.jsonl: one line per finished question (committed after its records are fsynced)
         - settings.json: the sampling settings; a rerun with different settings is refused
         - summary.json: questions, steps seen, kept, kept %, mean KL, wall time per model
@@ -76,9 +77,13 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "Amateur input: 'ids' (one teacher-forced pass over the expert's ids) or 'retokenize' (the original: decoded prefix re-tokenised, one pass per prefix).")
     var amateurInput = SamplingSettings().amateurInput
 
+    @Option(help: "Store each step's plausible set down to this α (and the KL) in steps.bin, so `relabel` can redo the rule at any α ≥ min(alpha, store-alpha) and any β without the models.")
+    var storeAlpha = SamplingSettings.defaultStoreAlpha
+
     func validate() throws {
         if !(0...1).contains(alpha) { throw ValidationError("--alpha must be in [0, 1]") }
         if !(beta.isFinite && beta >= 0) { throw ValidationError("--beta must be a finite number ≥ 0") }
+        if !(storeAlpha > 0 && storeAlpha <= 1) { throw ValidationError("--store-alpha must be in (0, 1]") }
         if maxNewTokens < 2 { throw ValidationError("--max-new-tokens must be at least 2 (step 0 is never sampled)") }
     }
 
@@ -88,6 +93,7 @@ struct SamplingOptions: ParsableArguments {
         settings.beta = beta
         settings.maxNewTokens = maxNewTokens
         settings.amateurInput = amateurInput
+        settings.storeAlpha = storeAlpha
         return settings
     }
 

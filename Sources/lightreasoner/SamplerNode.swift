@@ -91,7 +91,7 @@ final class ContrastiveQuestionSampler: QuestionSampler {
     let sampler: ContrastiveSampler
     init(_ sampler: ContrastiveSampler) { self.sampler = sampler }
 
-    func sample(_ questions: [Question]) throws -> [[SampleRecord]] { try sampler.sample(questions) }
+    func sample(_ questions: [Question]) throws -> [SampledQuestion] { try sampler.sampleTraced(questions) }
 
     var report: NodeReport {
         let s = sampler.stats

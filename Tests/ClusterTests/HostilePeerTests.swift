@@ -165,7 +165,7 @@ import TestSupport
         #expect(!CoordinatorServer.isLoopback("tcp://0.0.0.0:5555"))
         #expect(!CoordinatorServer.isLoopback("tcp://10.1.2.3:5555"))
         let out = try makeTemporaryDirectory("insecure")
-        let parameters = CoordinatorParameters(questions: InProcessCluster.questions(2), settings: SamplingSettings(),
+        let parameters = CoordinatorParameters(questions: InProcessCluster.questions(2), settings: InProcessCluster.settingsWithoutSteps,
                                                expertDirectory: Repo.model("tiny-expert"), amateurDirectory: Repo.model("tiny-amateur"),
                                                out: out, bind: "tcp://*:0")
         do { _ = try CoordinatorServer.run(parameters); Issue.record("bound every interface without --curve or --insecure") } catch {
@@ -187,7 +187,7 @@ import TestSupport
     @Test func forgedResultChangesNothingInTheOutput() throws {
         let out = try makeTemporaryDirectory("forged")
         let questions = InProcessCluster.questions(2)
-        var parameters = CoordinatorParameters(questions: questions, settings: SamplingSettings(),
+        var parameters = CoordinatorParameters(questions: questions, settings: InProcessCluster.settingsWithoutSteps,
                                                expertDirectory: Repo.model("tiny-expert"), amateurDirectory: Repo.model("tiny-amateur"),
                                                out: out, bind: "tcp://127.0.0.1:*")
         parameters.shardSize = 1

@@ -36,6 +36,10 @@ final class InProcessCluster {
     /// Commits in order (question index, node name); `committed` holds each question's records.
     var commits: [(question: Int, node: String)] = []
     var committed: [Int: [SampleRecord]] = [:]
+    /// Each committed question's step data bytes (nil: committed without).
+    var committedTraces: [Int: [UInt8]?] = [:]
+    /// Step data the fake worker sends with each question's records (nil: none).
+    var tracePerQuestion: ((Question, [SampleRecord]) -> StepTrace)?
     var coordinatorLogs: [String] = []
     var complete = false
     var aborted: String?
@@ -55,6 +59,13 @@ final class InProcessCluster {
         }
     }
 
+    /// The fake records carry no step data, so these runs store none.
+    static var settingsWithoutSteps: SamplingSettings {
+        var settings = SamplingSettings()
+        settings.storeAlpha = nil
+        return settings
+    }
+
     static func questions(_ count: Int) -> [Question] {
         (0..<count).map { Question(id: "q\($0)", text: "What is \($0) + \($0)?") }
     }
@@ -64,7 +75,7 @@ final class InProcessCluster {
     }
 
     static func config(runID: String = "run-test", shardSize: Int = 3) -> CoordinatorConfig {
-        var config = CoordinatorConfig(runID: runID, settings: SamplingSettings(), expert: fingerprint("expert"),
+        var config = CoordinatorConfig(runID: runID, settings: settingsWithoutSteps, expert: fingerprint("expert"),
                                        amateur: fingerprint("amateur"), shardSize: shardSize)
         config.heartbeatSeconds = 1
         config.nodeTimeoutSeconds = 5
@@ -125,9 +136,10 @@ final class InProcessCluster {
                 guard let node = nodes.first(where: { $0.peer == peer }), node.alive else { continue }
                 if node.partitioned { continue }
                 apply(node.core.received(MessageCodec.encode(message), now: now), node)
-            case let .commit(question, records, name):
+            case let .commit(question, records, trace, name):
                 precondition(committed[question] == nil, "question \(question) committed twice")
                 committed[question] = records
+                committedTraces[question] = trace
                 commits.append((question, name))
             case let .log(text):
                 coordinatorLogs.append(text)
@@ -160,8 +172,10 @@ final class InProcessCluster {
                 let question = job.lease.questions[job.next]
                 let records = recordsPerStep(question.question)
                 node.job = job.next + 1 < job.lease.questions.count ? (job.lease, job.next + 1) : nil
+                let sampled = SampledQuestion(records: records, trace: tracePerQuestion?(question.question, records))
+                let (payload, traceBytes) = try! ResultPayload.encode(sampled)
                 apply(node.core.computed(shard: job.lease.shard, question: question.index,
-                                         payload: try! ResultPayload.encode(records), records: records.count, now: now), node)
+                                         payload: payload, records: records.count, traceBytes: traceBytes, now: now), node)
                 if node.job == nil { apply(node.core.workerFinished(shard: job.lease.shard, now: now), node) }
             }
             apply(node.core.tick(now: now), node)

@@ -60,7 +60,7 @@ private func fakeModel(_ directory: URL, weights: [UInt8]) throws {
 
 @Suite struct RunStoreTests {
     func identity(runID: String = "run-1", questions: [Question], shardSize: Int = 2, beta: Double = 0.4) -> RunIdentity {
-        var settings = SamplingSettings()
+        var settings = InProcessCluster.settingsWithoutSteps
         settings.beta = beta
         return RunIdentity(runID: runID, protocolVersion: WireProtocol.version, questions: questions.count,
                            questionsSHA256: RunIdentity.questionsDigest(questions), shardSize: shardSize, settings: settings,

@@ -6,7 +6,7 @@ import TestSupport
 /// against the snapshots in Tests/Fixtures/help. After an intended change, regenerate them with
 /// `LR_UPDATE_HELP_SNAPSHOTS=1 bash scripts/test.sh --filter HelpSnapshotTests` and review the diff.
 @Suite(.serialized) struct HelpSnapshotTests {
-    static let commands = ["", "inspect", "tokenize", "convert", "generate", "sample", "coordinator", "sampler", "keygen",
+    static let commands = ["", "inspect", "tokenize", "convert", "generate", "sample", "relabel", "coordinator", "sampler", "keygen",
                            "train", "merge", "eval", "run", "report", "bench"]
 
     @Test(arguments: commands)
