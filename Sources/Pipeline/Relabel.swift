@@ -142,6 +142,7 @@ public enum RelabelSession {
         try identity.checkOrWrite(in: r.out)
         let log = try DurableSampleLog(directory: r.out)
         let todo = traces.filter { !log.finished.contains($0.questionID) }
+        note("relabelling \(todo.count) of \(traces.count) questions at alpha \(settings.alpha), beta \(settings.beta) (stored floor \(source.floor)) → \(r.out.path)")
         var stats = SamplingStats()
         for trace in todo {
             let decisions = try trace.decisions(alpha: settings.alpha, beta: settings.beta)

@@ -49,6 +49,6 @@ struct Relabel: ParsableCommand, LoggedCommand {
     func run() throws {
         var request = RelabelRequest(from: userURL(from), out: userURL(out), alpha: alpha, beta: beta, expert: userURL(expert))
         request.maxQuestions = maxQuestions
-        print(try RelabelSession.run(request).write(to: request.out))
+        print(try RelabelSession.run(request).json())
     }
 }
