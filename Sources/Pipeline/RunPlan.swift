@@ -9,6 +9,8 @@ import Training
 public struct StagePlan: Sendable {
     public enum Work: Sendable {
         case sample(SampleRequest)
+        /// The rule again over a finished sample's step data (`lightreasoner sweep` points).
+        case relabel(RelabelRequest)
         case train(TrainRequest)
         /// Base model, adapter, output folder (written as <out>.partial and renamed when whole).
         case merge(model: URL, adapter: URL, out: URL)
@@ -26,7 +28,7 @@ public struct StagePlan: Sendable {
     /// nil while the stage still has work; else why it counts as done.
     public func complete(in run: RunDirectory) -> String? {
         switch work {
-        case .sample:
+        case .sample, .relabel:
             guard let summary = run.sampleSummary(), summary.complete else { return nil }
             return "samples/summary.json: \(summary.questionsDone) of \(summary.questionsInFile) questions done"
         case let .train(request):
@@ -46,6 +48,9 @@ public struct StagePlan: Sendable {
         switch work {
         case let .sample(r):
             "sample \(r.data.path) (\(r.maxQuestions.map { "first \($0) questions" } ?? "all questions")) with expert \(r.expert.path), amateur \(r.amateur.path) → \(r.out.path)"
+        case let .relabel(r):
+            "relabel \(r.from.path) at alpha \(r.alpha.map { "\($0)" } ?? "as sampled"), beta \(r.beta.map { "\($0)" } ?? "as sampled")"
+                + (r.maxQuestions.map { ", first \($0) questions" } ?? "") + " → \(r.out.path)"
         case let .train(r):
             "train \(r.model.path) on \(r.samples.map(\.path).joined(separator: ", ")), \(r.options.steps) steps"
                 + (r.resume.map { ", resuming from \($0.path)" } ?? "") + " → \(r.out.path)"
@@ -61,6 +66,8 @@ public struct StagePlan: Sendable {
         switch work {
         case let .sample(request):
             try SampleSession.run(request)
+        case let .relabel(request):
+            try RelabelSession.run(request)
         case let .train(request):
             try TrainSession(request).run(shouldStop: shouldStop)
         case let .merge(model, adapter, out):
@@ -99,7 +106,7 @@ public struct RunPlan: Sendable {
     /// Keys that decide each stage's own output (batch sizes, threads, weight residency and checkpoint
     /// cadence do not change results).
     static let sampleKeys = ["models.expert", "models.amateur", "sample.data", "sample.max_questions", "sample.alpha", "sample.beta",
-                             "sample.max_new_tokens", "sample.amateur_input"]
+                             "sample.max_new_tokens", "sample.amateur_input", "sample.store_alpha"]
     static let trainKeys = ["train.steps", "train.lr", "train.rank", "train.alpha", "train.dropout", "train.targets", "train.batch_size",
                             "train.accumulation", "train.max_length", "train.seed", "train.warmup_steps", "train.max_grad_norm",
                             "train.weight_decay", "train.validation_fraction", "train.packing"]
@@ -115,6 +122,7 @@ public struct RunPlan: Sendable {
         sample.settings.beta = s.beta
         sample.settings.maxNewTokens = s.maxNewTokens
         sample.settings.amateurInput = s.amateurInput
+        sample.settings.storeAlpha = s.storeAlpha
         sample.maxQuestions = s.maxQuestions
         sample.batchSize = s.batchSize
         sample.weights = m.weights

@@ -185,7 +185,7 @@ extension PipelineConfig {
         for (key, value) in flattened() where !key.contains(".") {
             lines.append("\(key): \(value)")
         }
-        for section in ["models", "sample", "train", "eval"] {
+        for section in ["models", "sample", "train", "eval", "sweep"] where section != "sweep" || sweep != nil {
             lines.append("\(section):")
             for (key, value) in flattened() where key.hasPrefix(section + ".") {
                 lines.append("  \(key.dropFirst(section.count + 1)): \(value)")
@@ -212,7 +212,7 @@ extension PipelineConfig {
         rows += [("sample.data", scalar(s.data)), ("sample.max_questions", scalar(s.maxQuestions)),
                  ("sample.alpha", scalar(s.alpha)), ("sample.beta", scalar(s.beta)),
                  ("sample.max_new_tokens", scalar(s.maxNewTokens)), ("sample.batch_size", scalar(s.batchSize)),
-                 ("sample.amateur_input", scalar(s.amateurInput.rawValue))]
+                 ("sample.amateur_input", scalar(s.amateurInput.rawValue)), ("sample.store_alpha", scalar(s.storeAlpha))]
         rows += [("train.steps", scalar(t.steps)), ("train.lr", scalar(t.lr)), ("train.rank", scalar(t.rank)),
                  ("train.alpha", scalar(t.alpha)), ("train.dropout", scalar(t.dropout)), ("train.targets", scalar(t.targets.map(\.rawValue))),
                  ("train.batch_size", scalar(t.batchSize)), ("train.accumulation", scalar(t.accumulation)),
@@ -224,7 +224,7 @@ extension PipelineConfig {
         rows += [("eval.data", scalar(e.data)), ("eval.data_dir", scalar(e.dataDir)), ("eval.limit", scalar(e.limit)),
                  ("eval.max_new_tokens", scalar(e.maxNewTokens)), ("eval.batch_size", scalar(e.batchSize)),
                  ("eval.prompt_type", scalar(e.promptType.rawValue)), ("eval.before", scalar(e.before))]
-        return rows
+        return rows + (sweep?.flattened() ?? [])
     }
 
     /// A two-column table for the terminal.

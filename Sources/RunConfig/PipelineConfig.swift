@@ -42,11 +42,12 @@ public struct SampleSection: ConfigSection, Equatable {
     public var maxNewTokens = SamplingSettings().maxNewTokens
     public var batchSize = ContrastiveSampler.defaultBatchSize
     public var amateurInput = SamplingSettings().amateurInput
+    public var storeAlpha = SamplingSettings.defaultStoreAlpha
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case data, alpha, beta
         case maxQuestions = "max_questions", maxNewTokens = "max_new_tokens", batchSize = "batch_size"
-        case amateurInput = "amateur_input"
+        case amateurInput = "amateur_input", storeAlpha = "store_alpha"
     }
     public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
     public static var requiredKeys: Set<String> { ["data"] }
@@ -111,9 +112,11 @@ public struct PipelineConfig: Decodable, Sendable, Equatable {
     public var sample: SampleSection
     public var train: TrainSection
     public var eval: EvalSection
+    /// The grid of `lightreasoner sweep` (ignored by `run`).
+    public var sweep: SweepSection?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, models, sample, train, eval
+        case name, models, sample, train, eval, sweep
         case runDir = "run_dir"
     }
 
@@ -125,11 +128,13 @@ public struct PipelineConfig: Decodable, Sendable, Equatable {
         sample = try c.decode(SampleSection.self, forKey: .sample)
         train = try c.decodeIfPresent(TrainSection.self, forKey: .train) ?? TrainSection()
         eval = try c.decodeIfPresent(EvalSection.self, forKey: .eval) ?? EvalSection()
+        sweep = try c.decodeIfPresent(SweepSection.self, forKey: .sweep)
     }
 
     /// Section name → its type; top-level keys not listed here are scalars.
     public static let sections: [String: any ConfigSection.Type] = [
         "models": ModelsSection.self, "sample": SampleSection.self, "train": TrainSection.self, "eval": EvalSection.self,
+        "sweep": SweepSection.self,
     ]
     public static var topLevelKeys: [String] { CodingKeys.allCases.map(\.rawValue) }
 }
@@ -183,6 +188,7 @@ extension SampleSection {
         maxNewTokens = try c.value(.maxNewTokens, maxNewTokens)
         batchSize = try c.value(.batchSize, batchSize)
         amateurInput = try c.choice(.amateurInput, amateurInput)
+        storeAlpha = try c.value(.storeAlpha, storeAlpha)
     }
 }
 

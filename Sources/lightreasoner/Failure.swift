@@ -90,6 +90,8 @@ extension ExitStatus {
             }
         case let relabel as RelabelError: self = relabel.isMissingInput ? .missingInput : .badInput
         case is StepTraceError: self = .badInput
+        case let sweep as SweepError:
+            if case .baseIncomplete = sweep { self = .missingInput } else { self = .badInput }
         case let log as DurableLogError:
             if case .io = log { self = .ioError } else { self = .badInput }
         case let pipeline as PipelineError:
