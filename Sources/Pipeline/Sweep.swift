@@ -179,7 +179,8 @@ public struct SweepPlan: Sendable {
         }
         try write(csv.joined(separator: "\n") + "\n", "sweep.csv")
         var plots: [String] = []
-        for (axis, key) in keys.enumerated() {
+        // A key swept over one value has nothing to plot.
+        for (axis, key) in keys.enumerated() where Set(points.map { $0.values[axis].value }).count > 1 {
             for dataset in Set(rows.map(\.dataset)).sorted() {
                 // The line along `key`: the other keys at their first grid value.
                 let line = rows.filter { row in
