@@ -31,12 +31,17 @@ public struct CoordinatorConfig: Sendable {
     public var maxLogLinesPerPeer = 20
     /// Lease nothing until this many nodes have joined (then any number may work).
     public var minNodes = 1
+    /// Stragglers: when nothing is pending, an idle node that asks for work is also given the shard leased
+    /// longest ago, once it has run this long (one backup per shard; the first result of each question
+    /// wins, the other holder's copy is dropped as a duplicate). nil: never.
+    public var stragglerSeconds: Double? = CoordinatorConfig.defaultStragglerSeconds
+    public static let defaultStragglerSeconds = 300.0
 
     /// Every duration finite and positive (they become integer milliseconds and JSON numbers),
     /// every count positive.
     public func validate() throws {
         let durations: [(String, Double)] = [("--heartbeat-ms", heartbeatSeconds), ("--node-timeout", nodeTimeoutSeconds),
-                                             ("--lease-seconds", leaseSeconds)]
+                                             ("--lease-seconds", leaseSeconds)] + (stragglerSeconds.map { [("--straggler-seconds", $0)] } ?? [])
         for (flag, value) in durations where !(value.isFinite && value > 0 && value <= 1e7) {
             throw ClusterError.usage("\(flag) must be a finite positive number of seconds up to 1e7, got \(value)")
         }
@@ -127,6 +132,8 @@ public final class CoordinatorCore {
     public private(set) var committedCount: Int
     public private(set) var shardStates: [ShardState]
     private var pendingQueue: [Int] = []
+    /// Shard → the node that also holds it (a straggler's backup).
+    private var backups: [Int: PeerID] = [:]
     private var sessions: [PeerID: Session] = [:]
     private var partials: [PeerID: [Int: Partial]] = [:]
     private var partialCount = 0
@@ -378,8 +385,9 @@ public final class CoordinatorCore {
             }
             return
         }
-        // Only the holder of the shard's current lease may submit its questions.
-        guard session.shard == result.shard, case let .leased(owner, _, _) = shardStates[result.shard], owner == peer else {
+        // Only the holders of the shard's current lease (and its backup) may submit its questions.
+        guard session.shard == result.shard, case let .leased(owner, _, _) = shardStates[result.shard],
+              owner == peer || backups[result.shard] == peer else {
             removePartial(peer, q)
             refuse(peer, "result for question \(q): shard \(result.shard) is not leased to this node; dropped", fatal: false, into: &effects)
             return
@@ -455,7 +463,13 @@ public final class CoordinatorCore {
         if case let .leased(owner, _, grantedAt) = shardStates[shard] {
             if remaining(shard).isEmpty {
                 shardStates[shard] = .complete
-            } else if owner == peer {
+                // The slower of two holders stops: everything it would send is a duplicate now.
+                if let backup = backups.removeValue(forKey: shard) {
+                    let loser = peer == owner ? backup : owner
+                    if sessions[loser]?.shard == shard { sessions[loser]?.shard = nil }
+                    effects.append(.send(to: loser, outgoing(.abandon(.init(shard: shard, reason: "shard \(shard) was completed by another node")))))
+                }
+            } else if owner == peer || backups[shard] == peer {
                 shardStates[shard] = .leased(peer: owner, deadline: now + config.leaseSeconds, grantedAt: grantedAt)
             }
         } else if remaining(shard).isEmpty {
@@ -510,8 +524,33 @@ public final class CoordinatorCore {
                 leaseSeconds: config.leaseSeconds)))))
             return
         }
+        if let shard = straggler(for: peer, now: now) {
+            // Everything left is leased and this shard has run long: a second node races the first.
+            backups[shard] = peer
+            sessions[peer]?.shard = shard
+            if let name = sessions[peer]?.name { nodeStatistics[name, default: NodeStatistics()].leasesGranted += 1 }
+            if case let .leased(owner, _, grantedAt) = shardStates[shard] {
+                effects.append(.log(String(format: "shard %d on node %@ has run %.0f s: also leased to node %@ (first result wins)",
+                                           shard, sessions[owner]?.name ?? "?", now - grantedAt, sessions[peer]?.name ?? "?")))
+            }
+            effects.append(.send(to: peer, outgoing(.lease(.init(
+                shard: shard, questions: remaining(shard).map { LeasedQuestion(index: $0, questions[$0]) },
+                leaseSeconds: config.leaseSeconds)))))
+            return
+        }
         // Everything left is leased: ask again in a heartbeat (a lost node's shard comes back).
         effects.append(.send(to: peer, outgoing(.wait(.init(retryMilliseconds: max(50, Int(config.heartbeatSeconds * 1000)))))))
+    }
+
+    /// The shard leased longest ago (past `stragglerSeconds`) that `peer` does not hold and that has no backup yet.
+    private func straggler(for peer: PeerID, now: Double) -> Int? {
+        guard let threshold = config.stragglerSeconds else { return nil }
+        var best: (shard: Int, grantedAt: Double)?
+        for shard in shardStates.indices where backups[shard] == nil {
+            guard case let .leased(owner, _, grantedAt) = shardStates[shard], owner != peer, now - grantedAt >= threshold else { continue }
+            if best.map({ grantedAt < $0.grantedAt }) ?? true { best = (shard, grantedAt) }
+        }
+        return best?.shard
     }
 
     private func lease(_ shard: Int, to peer: PeerID, now: Double) {
@@ -523,7 +562,17 @@ public final class CoordinatorCore {
     /// Puts a leased shard back at the front of the queue (or marks it complete).
     private func release(_ shard: Int, from peer: PeerID, reason: String?, into effects: inout [CoordinatorEffect]) {
         if sessions[peer]?.shard == shard { sessions[peer]?.shard = nil }
+        if backups[shard] == peer {
+            backups[shard] = nil
+            return
+        }
         guard case let .leased(owner, _, _) = shardStates[shard], owner == peer else { return }
+        if let backup = backups.removeValue(forKey: shard), !remaining(shard).isEmpty {
+            // The backup holder carries on as the only one.
+            shardStates[shard] = .leased(peer: backup, deadline: currentTime + config.leaseSeconds, grantedAt: currentTime)
+            if let reason { effects.append(.log("\(reason): shard \(shard) continues on its backup node \(sessions[backup]?.name ?? "?")")) }
+            return
+        }
         let todo = remaining(shard)
         if todo.isEmpty {
             shardStates[shard] = .complete

@@ -24,6 +24,8 @@ public struct CoordinatorParameters: Sendable {
     public var leaseSeconds = 1800.0
     public var maxShardFailures = 3
     public var minNodes = 1
+    /// See CoordinatorConfig.stragglerSeconds (nil: no backup leases).
+    public var stragglerSeconds: Double? = CoordinatorConfig.defaultStragglerSeconds
     public var chunkBytes = WireProtocol.defaultChunkBytes
     public var progressSeconds = 10.0
     /// After the run completes, keep answering `done` this long (or until every node was told).
@@ -49,6 +51,7 @@ extension CoordinatorConfig {
         leaseSeconds = parameters.leaseSeconds
         maxShardFailures = parameters.maxShardFailures
         minNodes = parameters.minNodes
+        stragglerSeconds = parameters.stragglerSeconds
         chunkBytes = parameters.chunkBytes
         authenticatedFailures = parameters.curve != nil
     }

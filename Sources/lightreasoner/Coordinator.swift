@@ -54,6 +54,9 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
     @Option(help: "Lease no work until this many nodes have joined (then any number may work).")
     var minNodes = 1
 
+    @Option(help: "When nothing is pending, also lease the shard running longest (past this many seconds) to an idle node; the first result wins (0: never).")
+    var stragglerSeconds = CoordinatorConfig.defaultStragglerSeconds
+
     @Option(help: "Stop the run when sampling one shard failed on this many nodes (a node reporting an error, not a node that vanished).")
     var maxShardFailures = 3
 
@@ -77,6 +80,7 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
         if nodeTimeout * 1000 < Double(2 * heartbeatMs) { throw ValidationError("--node-timeout must cover at least two heartbeats") }
         if leaseSeconds <= 0 { throw ValidationError("--lease-seconds must be positive") }
         if minNodes < 1 { throw ValidationError("--min-nodes must be at least 1") }
+        if !(stragglerSeconds.isFinite && stragglerSeconds >= 0) { throw ValidationError("--straggler-seconds must be a finite number ≥ 0") }
         if maxShardFailures < 1 { throw ValidationError("--max-shard-failures must be at least 1") }
         if chunkBytes < 1024 || chunkBytes > WireProtocol.maxChunkBytes {
             throw ValidationError("--chunk-bytes must be in 1024...\(WireProtocol.maxChunkBytes)")
@@ -95,6 +99,7 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
         parameters.leaseSeconds = leaseSeconds
         parameters.maxShardFailures = maxShardFailures
         parameters.minNodes = minNodes
+        parameters.stragglerSeconds = stragglerSeconds > 0 ? stragglerSeconds : nil
         parameters.chunkBytes = chunkBytes
         parameters.progressSeconds = progressSeconds
         parameters.lingerSeconds = max(2, 3 * parameters.heartbeatSeconds)

@@ -145,3 +145,52 @@ import Contrast
         }
     }
 }
+
+/// Stragglers: near the end, a slow node's shard is also leased to an idle node; the first result of
+/// each question wins and the slow node's copies are dropped as duplicates.
+@Suite struct StragglerTests {
+    @Test func anIdleNodeRacesTheSlowOneAndTheFirstResultWins() throws {
+        var config = InProcessCluster.config(shardSize: 2)
+        config.stragglerSeconds = 3
+        config.leaseSeconds = 60
+        let cluster = InProcessCluster(coordinator: try CoordinatorCore(config: config, questions: InProcessCluster.questions(4), committedIDs: []))
+        let slow = cluster.addNode(InProcessCluster.nodeConfig("slow"))
+        #expect(cluster.run(until: { slow.core.holdsLease }))
+        slow.stuck = true
+        let before = cluster.commits.count
+        let fast = cluster.addNode(InProcessCluster.nodeConfig("fast"))
+        // fast finishes the other shard, waits, then gets slow's shard as a backup and completes it.
+        #expect(cluster.run(until: { cluster.complete }, limit: 400))
+        #expect(cluster.coordinatorLogs.contains { $0.contains("on node slow has run") && $0.contains("also leased to node fast") }, "\(cluster.coordinatorLogs)")
+        // slow had at most one result in flight when it stalled; fast did the rest, slow's shard included.
+        #expect(before <= 1 && cluster.commits.filter { $0.node == "slow" }.count <= 1 && cluster.committed.count == 4, "\(cluster.commits)")
+        #expect(cluster.commits.contains { $0.node == "fast" && $0.question < 2 }, "fast finished slow's shard 0: \(cluster.commits)")
+        // slow wakes up: it was told to abandon, or its copies are dropped as duplicates; nothing is committed twice.
+        slow.stuck = false
+        cluster.run(until: { cluster.nodes.allSatisfy { !$0.alive } }, limit: 400)
+        #expect(cluster.commits.count == 4)
+        for (index, question) in cluster.coordinator.questions.enumerated() {
+            #expect(cluster.committed[index] == InProcessCluster.fakeRecords(question))
+        }
+    }
+
+    @Test func theBackupCarriesOnWhenTheSlowNodeDies() throws {
+        var config = InProcessCluster.config(shardSize: 4)
+        config.stragglerSeconds = 2
+        let cluster = InProcessCluster(coordinator: try CoordinatorCore(config: config, questions: InProcessCluster.questions(4), committedIDs: []))
+        let slow = cluster.addNode(InProcessCluster.nodeConfig("slow"))
+        #expect(cluster.run(until: { slow.core.holdsLease }))
+        slow.stuck = true
+        let before = cluster.commits.count
+        let backup = cluster.addNode(InProcessCluster.nodeConfig("backup"))
+        backup.stuck = true
+        #expect(cluster.run(until: { backup.core.holdsLease }, limit: 100))
+        slow.alive = false   // silent from now on: declared lost after the node timeout
+        #expect(cluster.run(until: { cluster.coordinatorLogs.contains { $0.contains("continues on its backup node backup") } }, limit: 200),
+                "\(cluster.coordinatorLogs)")
+        backup.stuck = false
+        #expect(cluster.run(until: { cluster.complete }, limit: 200))
+        #expect(before <= 1 && cluster.commits.filter { $0.node == "slow" }.count <= 1 && cluster.committed.count == 4, "\(cluster.commits)")
+        #expect(cluster.commits.filter { $0.node == "backup" }.count >= 3)
+    }
+}
