@@ -1,7 +1,8 @@
 // The coordinator's state machine driven by four peers. The input is a program: each op is a byte
 // (what) and a byte (which peer), then its arguments — well-formed hello / request / result chunks /
 // heartbeats / byes, clock ticks, and raw frames. After every op the invariants are checked: a
-// question is committed only once, only from the peer holding its shard's lease; failure reports never
+// question is committed only once, only from a peer holding its shard's lease (the holder or its
+// straggler backup); failure reports never
 // end a run without CURVE; every reply encodes; the node statistics encode as manifest.json needs.
 import Cluster
 import Contrast
@@ -27,6 +28,9 @@ func config() -> CoordinatorConfig {
 
 func frames(_ body: Body) -> [[UInt8]] { MessageCodec.encode(Message(runID: runID, body: body)) }
 
+/// Peer → the shard it was last sent a lease for (a straggler's backup holds the shard too).
+nonisolated(unsafe) var lastLease: [PeerID: Int] = [:]
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     var input = ByteStream(fuzzBytes(data, size))
@@ -36,6 +40,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     }
     var now = 0.0
     var ops = 0
+    lastLease = [:]
     while !input.isEmpty, ops < 256 {
         ops += 1
         let op = input.byte() % 8
@@ -85,17 +90,19 @@ func check(_ core: CoordinatorCore, before: [CoordinatorCore.ShardState], commit
            _ effects: [CoordinatorEffect]) {
     for effect in effects {
         switch effect {
-        case let .commit(question, records, _):
+        case let .commit(question, records, _, _):
             guard let peer else { fatalError("coordinator: a tick committed question \(question)") }
-            guard case let .leased(holder, _, _) = before[core.shardOf(question: question)], holder == peer else {
+            let shard = core.shardOf(question: question)
+            guard case let .leased(holder, _, _) = before[shard], holder == peer || lastLease[peer] == shard else {
                 fatalError("coordinator: question \(question) committed from a peer without its lease")
             }
             guard !committedBefore[question] else { fatalError("coordinator: question \(question) committed twice") }
             guard records.allSatisfy({ $0.questionID == core.questions[question].id }) else {
                 fatalError("coordinator: records of another question committed as \(question)")
             }
-        case let .send(_, message):
+        case let .send(to, message):
             _ = MessageCodec.encode(message)
+            if case let .lease(lease) = message.body { lastLease[to] = lease.shard }
         case let .abort(reason):
             fatalError("coordinator: failure reports ended a run without CURVE: \(reason)")
         case .log, .runComplete:
