@@ -92,15 +92,6 @@ public struct SHA256: Sendable {
 
     public static func hex(_ text: String) -> String { hex(Data(text.utf8)) }
 
-    /// A file's digest, read in 1 MiB blocks.
-    public static func hex(fileAt url: URL) throws -> String {
-        let handle = try FileHandle(forReadingFrom: url)
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        while let block = try handle.read(upToCount: 1 << 20), !block.isEmpty { hasher.update(block) }
-        return hasher.hexDigest()
-    }
-
     private mutating func compress<C: Collection>(_ block: C) where C.Element == UInt8 {
         var w = [UInt32](repeating: 0, count: 64)
         var index = block.startIndex

@@ -10,6 +10,7 @@
 // id, as the hub's Qwen2.5-Coder tokenizer.json has them.
 
 import Foundation
+import InputFiles
 
 struct TokenizerExport {
     static let qwen2Regex =
@@ -154,26 +155,7 @@ struct TokenizerExport {
     }
 }
 
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    out.reserveCapacity(s.utf8.count + 2)
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7F {
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
+func jsonString(_ s: String) -> String { JSONText.quote(s) }
 
 extension GGUFFile {
     public func optionalString(_ key: String) throws -> String? {

@@ -15,6 +15,22 @@ public struct LayerWeights: @unchecked Sendable {
     public let gate: WeightMatrix          // (I, C)
     public let up: WeightMatrix            // (I, C)
     public let down: WeightMatrix          // (C, I)
+
+    public init(inputNorm: [Float], postAttentionNorm: [Float], q: WeightMatrix, k: WeightMatrix, v: WeightMatrix, o: WeightMatrix,
+                qBias: [Float]?, kBias: [Float]?, vBias: [Float]?, gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix) {
+        self.inputNorm = inputNorm
+        self.postAttentionNorm = postAttentionNorm
+        self.q = q
+        self.k = k
+        self.v = v
+        self.o = o
+        self.qBias = qBias
+        self.kBias = kBias
+        self.vBias = vBias
+        self.gate = gate
+        self.up = up
+        self.down = down
+    }
 }
 
 /// Per-sequence key/value cache for every layer, sized up front.

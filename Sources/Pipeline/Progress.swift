@@ -28,7 +28,7 @@ public final class ProgressReporter {
         lastPrint = now
         let elapsed = now.timeIntervalSince(start)
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
-        let line = "\(done)/\(total) \(label) | \(detail) | elapsed \(formatDuration(elapsed)), ETA \(formatDuration(eta))"
+        let line = "\(done)/\(total) \(label) | \(detail) | elapsed \(formatSeconds(elapsed)), ETA \(formatSeconds(eta))"
         if isTerminal {
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
         } else {
@@ -40,9 +40,6 @@ public final class ProgressReporter {
         if isTerminal, infoEnabled { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
-
-/// "4m05s", "2h13m".
-public func formatDuration(_ seconds: Double) -> String { formatSeconds(seconds) }
 
 /// Pretty, sorted JSON written atomically: the layout of every JSON file the sessions write.
 func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {

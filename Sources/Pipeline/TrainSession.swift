@@ -148,7 +148,7 @@ public final class TrainSession {
             guard m.step % logEvery == 0 || m.step == m.totalSteps || m.validationLoss != nil else { return }
             var line = String(format: "step %d/%d | loss %.4f | grad norm %.4f | lr %.3e | %.0f ms/step | %.1f samples/s | ETA %@",
                               m.step, m.totalSteps, m.loss, m.gradNorm, m.learningRate, m.milliseconds, m.samplesPerSecond,
-                              formatDuration(m.etaSeconds))
+                              formatSeconds(m.etaSeconds))
             if let v = m.validationLoss { line += String(format: " | val loss %.4f", v) }
             self.note(line)
         }

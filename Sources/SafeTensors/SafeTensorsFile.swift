@@ -47,7 +47,7 @@ public struct TensorInfo: Sendable, Equatable {
 
 /// A memory-mapped .safetensors file. Immutable after init, so it can be
 /// shared across threads; the mapping lives until the object is released.
-public final class SafeTensorsFile: @unchecked Sendable {
+public final class SafeTensorsFile: TensorLookup, @unchecked Sendable {
     /// Headers above this are rejected before parsing (same cap as the
     /// reference implementation; real headers are at most a few MB).
     public static let maxHeaderBytes = 100_000_000
@@ -101,41 +101,17 @@ public final class SafeTensorsFile: @unchecked Sendable {
         munmap(UnsafeMutableRawPointer(mutating: mapping), fileSize)
     }
 
-    public var count: Int { names.count }
-
-    public func contains(_ name: String) -> Bool { tensorsByName[name] != nil }
+    public var searchedPaths: [String] { [path] }
 
     /// The tensor's descriptor, or nil if the file has no such tensor.
     public func lookup(_ name: String) -> TensorInfo? { tensorsByName[name] }
 
-    public func info(_ name: String) throws -> TensorInfo {
-        guard let info = tensorsByName[name] else {
-            throw SafeTensorsError.tensorNotFound(
-                tensor: name, searched: [path], suggestions: closeNames(to: name, in: names))
-        }
-        return info
-    }
-
     /// Total bytes of tensor data (the data section size).
     public var tensorBytes: Int { fileSize - dataOffset }
-
-    /// The tensor's bytes, in the file's dtype, straight from the mapping.
-    /// Valid while this object is alive. May be unaligned.
-    public func rawBytes(_ name: String) throws -> UnsafeRawBufferPointer {
-        rawBytes(try info(name))
-    }
 
     /// Bytes for a `TensorInfo` obtained from this file.
     public func rawBytes(_ info: TensorInfo) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: mapping + info.byteOffset, count: info.byteCount)
-    }
-
-    /// Reads a tensor as f32 into `destination`, widening BF16/F16 (exact)
-    /// or narrowing F64. `destination.count` must equal the element count;
-    /// pass `shape` to also check the shape itself (errors show both).
-    public func readFloat32(_ name: String, into destination: UnsafeMutableBufferPointer<Float>,
-                            shape: [Int]? = nil) throws {
-        try readFloat32(try info(name), into: destination, shape: shape)
     }
 
     public func readFloat32(_ info: TensorInfo, into destination: UnsafeMutableBufferPointer<Float>,
@@ -157,12 +133,6 @@ public final class SafeTensorsFile: @unchecked Sendable {
         default:
             throw SafeTensorsError.unsupportedConversion(path: path, tensor: info.name, from: info.dtype, to: .f32)
         }
-    }
-
-    /// Convenience: the tensor as a fresh f32 array.
-    public func floats(_ name: String) throws -> [Float] {
-        let info = try info(name)
-        return try floatArray(info) { try readFloat32(info, into: $0) }
     }
 
     /// Bytes of this file currently in RAM (page cache), via mincore(2).

@@ -18,7 +18,7 @@ import Foundation
 import InputFiles
 import Tensors
 
-public final class SafeTensorsStore: @unchecked Sendable {
+public final class SafeTensorsStore: TensorLookup, @unchecked Sendable {
     public static let singleFileName = "model.safetensors"
     public static let indexFileName = "model.safetensors.index.json"
 
@@ -70,40 +70,17 @@ public final class SafeTensorsStore: @unchecked Sendable {
 
     // MARK: - Lookup
 
-    public var count: Int { names.count }
-
-    public func contains(_ name: String) -> Bool { tensorsByName[name] != nil }
-
     /// The tensor's descriptor, or nil if the store has no such tensor.
     public func lookup(_ name: String) -> TensorInfo? { tensorsByName[name] }
-
-    public func info(_ name: String) throws -> TensorInfo {
-        guard let info = tensorsByName[name] else {
-            throw SafeTensorsError.tensorNotFound(
-                tensor: name, searched: searchedPaths, suggestions: closeNames(to: name, in: names))
-        }
-        return info
-    }
 
     public func file(for info: TensorInfo) -> SafeTensorsFile { files[info.fileIndex] }
 
     // MARK: - Reads (delegated to the owning file)
 
-    /// The tensor's bytes in its stored dtype; valid while the store lives.
-    public func rawBytes(_ name: String) throws -> UnsafeRawBufferPointer {
-        let info = try info(name)
-        return file(for: info).rawBytes(info)
-    }
+    public func rawBytes(_ info: TensorInfo) -> UnsafeRawBufferPointer { file(for: info).rawBytes(info) }
 
-    public func readFloat32(_ name: String, into destination: UnsafeMutableBufferPointer<Float>,
-                            shape: [Int]? = nil) throws {
-        let info = try info(name)
+    public func readFloat32(_ info: TensorInfo, into destination: UnsafeMutableBufferPointer<Float>, shape: [Int]? = nil) throws {
         try file(for: info).readFloat32(info, into: destination, shape: shape)
-    }
-
-    public func floats(_ name: String) throws -> [Float] {
-        let info = try info(name)
-        return try floatArray(info) { try file(for: info).readFloat32(info, into: $0) }
     }
 
     // MARK: - Layout, for inspect-style reporting
@@ -155,7 +132,7 @@ public final class SafeTensorsStore: @unchecked Sendable {
 
     // MARK: - Opening
 
-    private var searchedPaths: [String] {
+    public var searchedPaths: [String] {
         if let indexPath { return [indexPath] + files.map(\.path) }
         return files.map(\.path)
     }

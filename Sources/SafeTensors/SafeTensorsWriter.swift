@@ -23,6 +23,7 @@ import Musl
 import Darwin
 #endif
 import Foundation
+import InputFiles
 import Tensors
 
 #if _endian(big)
@@ -345,28 +346,8 @@ public enum SafeTensorsWriter {
 
 // MARK: - JSON text
 
-/// A JSON string literal, escaping what JSON requires (as serde_json does).
-func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case "\u{08}": out += "\\b"
-        case "\u{0C}": out += "\\f"
-        default:
-            if scalar.value < 0x20 {
-                out += "\\u00" + zeroPadded(Int(scalar.value), width: 2, radix: 16)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
+/// A JSON string literal (one escaper for every hand-written JSON).
+func jsonString(_ text: String) -> String { JSONText.quote(text) }
 
 func zeroPadded(_ value: Int, width: Int, radix: Int = 10) -> String {
     let digits = String(value, radix: radix)

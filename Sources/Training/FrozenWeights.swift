@@ -2,21 +2,8 @@ import Foundation
 import Models
 import Tensors
 
-/// One block's frozen weights as the training forward reads them.
-public struct FrozenBlock: @unchecked Sendable {
-    public var inputNorm: [Float]          // (C)
-    public var postAttentionNorm: [Float]  // (C)
-    public var q: WeightMatrix             // (H·D, C)
-    public var k: WeightMatrix             // (KVH·D, C)
-    public var v: WeightMatrix             // (KVH·D, C)
-    public var o: WeightMatrix             // (C, H·D)
-    public var qBias: [Float]?             // (H·D)
-    public var kBias: [Float]?             // (KVH·D)
-    public var vBias: [Float]?             // (KVH·D)
-    public var gate: WeightMatrix          // (I, C)
-    public var up: WeightMatrix            // (I, C)
-    public var down: WeightMatrix          // (C, I)
-
+extension LayerWeights {
+    /// The projection a LoRA target adapts.
     public func matrix(_ target: LoRATarget) -> WeightMatrix {
         switch target {
         case .q: q
@@ -37,7 +24,7 @@ public final class FrozenWeights: @unchecked Sendable {
     public let embedding: WeightMatrix     // (V, C)
     public let lmHead: WeightMatrix        // (V, C), the embedding when tied
     public let finalNorm: [Float]          // (C)
-    public let blocks: [FrozenBlock]
+    public let blocks: [LayerWeights]
     public let rope: RopeTable
     /// Keeps the mmapped checkpoint (or the owned random storage) alive.
     private let owner: AnyObject?
@@ -48,10 +35,7 @@ public final class FrozenWeights: @unchecked Sendable {
         embedding = decoder.embedding
         lmHead = decoder.lmHead
         finalNorm = decoder.finalNorm
-        blocks = decoder.layers.map { l in
-            FrozenBlock(inputNorm: l.inputNorm, postAttentionNorm: l.postAttentionNorm, q: l.q, k: l.k, v: l.v, o: l.o,
-                        qBias: l.qBias, kBias: l.kBias, vBias: l.vBias, gate: l.gate, up: l.up, down: l.down)
-        }
+        blocks = decoder.layers
         rope = decoder.rope
         owner = decoder
         owned = []
@@ -83,7 +67,7 @@ public final class FrozenWeights: @unchecked Sendable {
         embedding = matrix(c.vocabSize, c.hiddenSize)
         lmHead = c.tieWordEmbeddings ? embedding : matrix(c.vocabSize, c.hiddenSize)
         blocks = (0..<c.numLayers).map { _ in
-            FrozenBlock(
+            LayerWeights(
                 inputNorm: vector(c.hiddenSize, around: 1, spread: 0.2),
                 postAttentionNorm: vector(c.hiddenSize, around: 1, spread: 0.2),
                 q: matrix(c.qDim, c.hiddenSize), k: matrix(c.kvDim, c.hiddenSize), v: matrix(c.kvDim, c.hiddenSize),

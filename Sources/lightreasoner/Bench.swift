@@ -164,7 +164,7 @@ struct Bench: ParsableCommand, LoggedCommand {
             }
         }
 
-        let peak = peakResidentBytes()
+        let peak = ResidentMemory.peak.bytes
         let report = BenchReport(model: label.isEmpty ? "-" : label, dtype: model == nil ? dtype : "as stored",
                                  layers: decoder?.config.numLayers ?? 0, fullLayers: fullLayers, threads: Tensors.BLAS.threads,
                                  repeats: repeats, warmup: warmup, promptTokens: promptTokens, newTokens: newTokens,
@@ -217,17 +217,6 @@ func truncated(_ d: Decoder, layers: Int) -> Decoder {
     c.numLayers = max(1, min(layers, c.numLayers))
     return Decoder(config: c, embedding: d.embedding, lmHead: d.lmHead, finalNorm: d.finalNorm,
                    layers: Array(d.layers.prefix(c.numLayers)), residency: d.residency, owner: d)
-}
-
-/// VmHWM from /proc/self/status (nil where unavailable).
-func peakResidentBytes() -> Int? {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-    for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        // "VmHWM:\t  123 kB", and with no space after the tab once the value has 8 digits.
-        let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        if parts.count >= 2, let kib = Int(parts[1]) { return kib * 1024 }
-    }
-    return nil
 }
 
 struct BenchRunner {

@@ -62,7 +62,7 @@ struct Convert: ParsableCommand, LoggedCommand {
             ("vocabulary", "\(summary.vocabSize) rows, lm_head \(summary.tiedEmbeddings ? "tied to the embedding" : "untied")"),
             ("tokenizer", "byte-level BPE, pre-tokenizer \(summary.tokenizerPre ?? "default")"),
             ("files", summary.files.joined(separator: ", ")),
-            ("time", String(format: "%.1f s", seconds) + ", peak RSS \(formatBytes(peakResidentBytes() ?? 0))"),
+            ("time", String(format: "%.1f s", seconds) + ", peak RSS \(formatBytes(ResidentMemory.peak.bytes ?? 0))"),
         ]
         lines.append(("model", summary.outputDirectory))
         let width = lines.map(\.0.count).max() ?? 0

@@ -47,7 +47,7 @@ struct Inspect: ParsableCommand, LoggedCommand {
         lines.append(("stop ids", "[\(eos)] from \(URL(fileURLWithPath: checkpoint.generation.source).lastPathComponent)"))
         let perToken = KVCache.bytes(config: c, slots: 1, capacity: 1)
         lines.append(("memory", "weights mapped \(formatBytes(store.totalFileBytes)) (resident now \(formatBytes(store.residentBytes() ?? 0))), "
-            + "KV cache \(formatBytes(perToken)) per token per sequence, process RSS \(formatBytes(residentSetBytes() ?? 0))"))
+            + "KV cache \(formatBytes(perToken)) per token per sequence, process RSS \(formatBytes(ResidentMemory.current.bytes ?? 0))"))
         if FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path) {
             let tokenizer = try Tokenizer(directory: directory)
             let template = tokenizer.chatTemplateOrigin.map { "chat template from \($0)" } ?? "no chat template"

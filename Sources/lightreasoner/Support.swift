@@ -66,15 +66,21 @@ func formatBytes(_ bytes: Int) -> String {
     return unit == 0 ? "\(bytes) B" : String(format: "%.2f %@", value, units[unit])
 }
 
+/// Resident memory of this process from /proc/self/status (Linux), nil elsewhere: the current
+/// size (VmRSS) or the peak (VmHWM).
+enum ResidentMemory: String {
+    case current = "VmRSS:"
+    case peak = "VmHWM:"
 
-/// Resident set size of this process from /proc (Linux), nil elsewhere.
-func residentSetBytes() -> Int? {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-        let fields = line.split(separator: " ")
-        if fields.count >= 2, let kib = Int(fields[1]) { return kib * 1024 }
+    var bytes: Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(rawValue) {
+            // "VmRSS:\t  123 kB", with no space after the tab once the value has 8 digits.
+            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if parts.count >= 2, let kib = Int(parts[1]) { return kib * 1024 }
+        }
+        return nil
     }
-    return nil
 }
 
 /// Resolves a user path (relative to the working directory, `~` expanded).

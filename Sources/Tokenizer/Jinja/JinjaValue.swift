@@ -1,6 +1,8 @@
 // Values of the Jinja subset used by chat templates, with Python / Jinja2 semantics for
 // truthiness, equality, str() and json.dumps.
 
+import InputFiles
+
 /// A value in a chat-template context (messages, tools, extra variables).
 public enum JinjaValue: Sendable {
     case undefined
@@ -290,26 +292,5 @@ extension JinjaValue {
         }
     }
 
-    static func jsonQuote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func jsonQuote(_ s: String) -> String { JSONText.quote(s) }
 }
