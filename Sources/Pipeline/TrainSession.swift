@@ -107,6 +107,9 @@ public final class TrainSession {
             + (report.droppedLabelIDs > 0 ? " | dropped \(report.droppedLabelIDs) label ids ≥ \(vb)" : "")
             + (report.emptyLabels > 0 ? " | \(report.emptyLabels) empty labels" : ""))
 
+        let provenance = try Self.provenance(model: r.model, sampleFiles: files, data: dataOptions, validationFraction: r.validationFraction)
+        if let resume = r.resume { try Self.refuseOtherProvenance(of: resume, current: provenance) }
+
         let adapter = try makeAdapter(model: decoder.config)
         let trainingModel = TrainingModel(weights: FrozenWeights(decoder: decoder), adapter: adapter, labelVocabulary: vb)
         var options = r.options
@@ -120,6 +123,7 @@ public final class TrainSession {
                                   outputDirectory: r.out, baseModel: r.model.path, communicator: communicator)
         trainer.keepCheckpoints = r.keepCheckpoints
         trainer.packing = r.packing
+        trainer.provenance = provenance
         if communicator != nil {
             note("data parallel: \(ranks) rank(s) × \(Tensors.BLAS.threads) BLAS thread(s); \(trainer.globalSamplesPerStep) samples per step (\(options.samplesPerStep) per rank)")
         }
@@ -227,6 +231,48 @@ public final class TrainSession {
         if anyDiffer > 0 {
             throw RanksDisagree(message: "another rank's settings, model or data differ from rank 0's (see its error)")
         }
+    }
+
+    /// What a checkpoint records about its inputs: the base model's fingerprint, the sample files'
+    /// SHA-256 (in order), the data options and the validation split.
+    static func provenance(model: URL, sampleFiles: [URL], data: DataOptions, validationFraction: Double) throws -> [String: String] {
+        var samples = SHA256()
+        for file in sampleFiles {
+            do { samples.update(try SHA256.ofFile(at: file).hex + "\n") } catch {
+                throw PipelineError.unreadable(path: file.path, reason: (error as NSError).localizedDescription)
+            }
+        }
+        return [
+            "base model": try ModelFingerprint.of(directory: model).digest,
+            "samples": "\(sampleFiles.count) file(s), sha256 \(samples.hexDigest())",
+            "data options: max length": "\(data.maxLength)",
+            "data options: truncation": data.truncation.rawValue,
+            "data options: prefix from": data.prefixSource.rawValue,
+            "data options: system prompt": data.systemPrompt.debugDescription,
+            "validation fraction": "\(validationFraction)",
+        ]
+    }
+
+    /// A checkpoint trained on other samples, another base model or other data options is refused,
+    /// naming every difference; one of an earlier version (no provenance) is accepted with a warning.
+    static func refuseOtherProvenance(of checkpoint: URL, current: [String: String]) throws {
+        guard let recorded = try Trainer.readState(checkpoint).provenance else {
+            logger.warning("\(checkpoint.path) does not record what it was trained on (written by an earlier version); continuing without checking its model and samples")
+            return
+        }
+        let differences = Set(recorded.keys).union(current.keys).sorted().compactMap { key -> String? in
+            let old = recorded[key] ?? "absent", new = current[key] ?? "absent"
+            return old == new ? nil : "\(key): \(Self.short(old)) → \(Self.short(new))"
+        }
+        guard differences.isEmpty else {
+            throw PipelineError.refused(output: checkpoint.path, differences: differences,
+                                        hint: "resume with the base model, samples and data options the checkpoint was trained on, or train into a new --out without --resume")
+        }
+    }
+
+    /// Long digests shortened for messages.
+    static func short(_ value: String) -> String {
+        value.replacingOccurrences(of: #"\b([0-9a-f]{12})[0-9a-f]{52}\b"#, with: "$1…", options: .regularExpression)
     }
 
     /// "steps 1000 → 1200, lr …" for the options that differ.

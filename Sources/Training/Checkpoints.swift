@@ -123,6 +123,7 @@ extension Trainer {
                                  trainSamples: train.count, validationSamples: validation.count)
         state.worldSize = worldSize
         state.nextStream = firstStream(ofStep: step)
+        state.provenance = provenance
         try encoder.encode(state).write(to: directory.appendingPathComponent("trainer_state.json"), options: .atomic)
     }
 

@@ -43,6 +43,8 @@ public final class Trainer {
     public var keepCheckpoints = 0
     /// Opt-in: a step's samples that share a trajectory run as one sequence with several targets (Packing.swift).
     public var packing = false
+    /// Recorded in every trainer_state.json (see `TrainerState.provenance`).
+    public var provenance: [String: String]?
     /// Test hook: exit abruptly (no checkpoint, no cleanup) after this step on `crashRank` (nil: every rank).
     public var crashAfterStep: Int? = ProcessInfo.processInfo.environment["LIGHTREASONER_TRAIN_CRASH_AFTER_STEP"].flatMap { Int($0) }
     public var crashRank: Int? = ProcessInfo.processInfo.environment["LIGHTREASONER_TRAIN_CRASH_RANK"].flatMap { Int($0) }

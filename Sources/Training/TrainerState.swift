@@ -12,6 +12,9 @@ public struct TrainerState: Codable, Sendable {
     public var worldSize: Int?
     /// Global sample index of the next step's first sample.
     public var nextStream: Int?
+    /// What the run trained on, named by its caller (base-model fingerprint, samples digest, data options):
+    /// a resume with any of it changed is refused. Absent in checkpoints of earlier versions.
+    public var provenance: [String: String]?
 
     public init(globalStep: Int, options: TrainingOptions, lora: LoRAConfig, baseModel: String, trainSamples: Int,
                 validationSamples: Int, worldSize: Int? = nil, nextStream: Int? = nil) {
@@ -27,6 +30,6 @@ public struct TrainerState: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case globalStep = "global_step", options, lora, baseModel = "base_model", trainSamples = "train_samples"
-        case validationSamples = "validation_samples", worldSize = "world_size", nextStream = "next_stream"
+        case validationSamples = "validation_samples", worldSize = "world_size", nextStream = "next_stream", provenance
     }
 }
