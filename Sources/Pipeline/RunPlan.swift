@@ -2,6 +2,7 @@ import Contrast
 import Evaluation
 import Foundation
 import RunConfig
+import Tokenizer
 import Training
 
 /// One stage of a run: the typed request it runs, how it knows it is complete, and the config keys its
@@ -226,5 +227,56 @@ extension RunPlan {
             notes.append("stage \(stage.name): inputs changed (\(changes.joined(separator: ", "))); \(dryRun ? "would move" : "moved") its unfinished output to \(aside.lastPathComponent)")
         }
         return notes
+    }
+}
+
+extension RunPlan {
+    /// Everything wrong with the config before any stage runs: values out of range, missing model
+    /// directories and files, tokenizers that disagree, datasets that do not load. All are listed.
+    public func problems() -> [String] {
+        var list = config.problems()
+        let m = config.models, s = config.sample, e = config.eval
+        let fm = FileManager.default
+        var tokenizers: [Tokenizer] = []
+        for (key, path) in [("models.expert", m.expert), ("models.amateur", m.amateur)] where !path.isEmpty {
+            let directory = Self.url(path)
+            guard fm.fileExists(atPath: directory.appendingPathComponent("config.json").path) else {
+                list.append("\(key): \(directory.path) is not a model directory (no config.json)")
+                continue
+            }
+            do { tokenizers.append(try Tokenizer(directory: directory)) } catch {
+                list.append("\(key): \(error)")
+            }
+        }
+        if tokenizers.count == 2 {
+            do { try checkVocabularyAlignment(expert: tokenizers[0], amateur: tokenizers[1]) } catch {
+                list.append("models.expert / models.amateur: \(error)")
+            }
+        }
+        var isDirectory: ObjCBool = false
+        if !s.data.isEmpty, !(fm.fileExists(atPath: Self.url(s.data).path, isDirectory: &isDirectory) && !isDirectory.boolValue) {
+            list.append("sample.data: \(Self.url(s.data).path) is not a file")
+        }
+        let dataDirectory = e.dataDir.map(Self.url) ?? DatasetLoader.defaultDataDirectory()
+        if let dir = e.dataDir, !(fm.fileExists(atPath: Self.url(dir).path, isDirectory: &isDirectory) && isDirectory.boolValue) {
+            list.append("eval.data_dir: \(Self.url(dir).path) is not a directory")
+        } else {
+            let names = EvalRequest(model: Self.url(m.expert), datasets: e.data, out: run.url).datasetNames
+            for name in names {
+                do { _ = try DatasetLoader.load(name, dataDirectory: dataDirectory) } catch {
+                    list.append("eval.data: \(name): \(error)")
+                }
+            }
+        }
+        return list.map { $0.replacingOccurrences(of: "; hint: ", with: " — ") }
+    }
+
+    /// Refuses a config with any problem, listing them all.
+    public func validate(source: String) throws {
+        let list = problems()
+        guard list.isEmpty else {
+            throw PipelineError.inconsistent("\(source): \(list.count) problem(s) in the config:\n  - " + list.joined(separator: "\n  - "),
+                                             hint: "correct these keys in the file or with --set; no stage has run")
+        }
     }
 }

@@ -236,3 +236,47 @@ extension EvalSection {
         before = try c.value(.before, before)
     }
 }
+
+extension PipelineConfig {
+    /// Every value out of range, each naming its key ("train.lr: must be a finite number > 0, got -1").
+    /// Paths and models are checked by the run plan, which loads them.
+    public func problems() -> [String] {
+        var list: [String] = []
+        func check(_ ok: Bool, _ key: String, _ rule: String, _ value: Any) {
+            if !ok { list.append("\(key): must be \(rule), got \(value)") }
+        }
+        let m = models, s = sample, t = train, e = eval
+        check(!name.isEmpty, "name", "non-empty", "\"\"")
+        check(!m.expert.isEmpty, "models.expert", "a model directory", "\"\"")
+        check(!m.amateur.isEmpty, "models.amateur", "a model directory", "\"\"")
+        if let threads = m.threads { check(threads >= 1, "models.threads", "at least 1 (or null)", threads) }
+        check(!s.data.isEmpty, "sample.data", "a question file", "\"\"")
+        if let n = s.maxQuestions { check(n >= 1, "sample.max_questions", "at least 1 (or null: all)", n) }
+        check(s.alpha.isFinite && (0...1).contains(s.alpha), "sample.alpha", "in [0, 1]", s.alpha)
+        check(s.beta.isFinite && s.beta >= 0, "sample.beta", "a finite number ≥ 0", s.beta)
+        check(s.maxNewTokens >= 2, "sample.max_new_tokens", "at least 2 (step 0 is never sampled)", s.maxNewTokens)
+        check(s.batchSize >= 1, "sample.batch_size", "at least 1", s.batchSize)
+        check(t.steps >= 1, "train.steps", "at least 1", t.steps)
+        check(t.lr.isFinite && t.lr > 0, "train.lr", "a finite number > 0", t.lr)
+        check(t.rank >= 1, "train.rank", "at least 1", t.rank)
+        check(t.alpha.isFinite && t.alpha > 0, "train.alpha", "a finite number > 0", t.alpha)
+        check(t.dropout.isFinite && (0..<1).contains(t.dropout), "train.dropout", "in [0, 1)", t.dropout)
+        check(!t.targets.isEmpty, "train.targets", "at least one projection", "[]")
+        check(t.batchSize >= 1, "train.batch_size", "at least 1", t.batchSize)
+        check(t.accumulation >= 1, "train.accumulation", "at least 1", t.accumulation)
+        check(t.maxLength >= 2, "train.max_length", "at least 2", t.maxLength)
+        check(t.seed >= 0, "train.seed", "≥ 0", t.seed)
+        check(t.warmupSteps >= 0 && t.warmupSteps <= t.steps, "train.warmup_steps", "in 0...train.steps (\(t.steps))", t.warmupSteps)
+        check(t.maxGradNorm.isFinite && t.maxGradNorm > 0, "train.max_grad_norm", "a finite number > 0", t.maxGradNorm)
+        check(t.weightDecay.isFinite && t.weightDecay >= 0, "train.weight_decay", "a finite number ≥ 0", t.weightDecay)
+        check(t.validationFraction.isFinite && (0..<1).contains(t.validationFraction), "train.validation_fraction", "in [0, 1)", t.validationFraction)
+        check(t.evalEvery >= 0, "train.eval_every", "≥ 0", t.evalEvery)
+        check(t.saveEvery >= 0, "train.save_every", "≥ 0", t.saveEvery)
+        check(t.keepCheckpoints >= 0, "train.keep_checkpoints", "≥ 0 (0: all)", t.keepCheckpoints)
+        check(!e.data.isEmpty && !e.data.contains(where: \.isEmpty), "eval.data", "a list of dataset names or files", e.data)
+        if let limit = e.limit { check(limit >= 1, "eval.limit", "at least 1 (or null: all)", limit) }
+        check(e.maxNewTokens >= 1, "eval.max_new_tokens", "at least 1", e.maxNewTokens)
+        check(e.batchSize >= 1, "eval.batch_size", "at least 1", e.batchSize)
+        return list
+    }
+}

@@ -45,6 +45,7 @@ struct Run: ParsableCommand, LoggedCommand {
         let runURL = userURL(runDir ?? pipeline.runDir ?? "runs/\(pipeline.name)")
         pipeline.runDir = runURL.path
         let plan = RunPlan(config: pipeline, directory: runURL)
+        try plan.validate(source: config)
         let previous = try plan.previousConfig()
         printError("lightreasoner run \(config) → \(runURL.path)")
         printError(pipeline.table())

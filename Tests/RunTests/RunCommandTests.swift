@@ -77,4 +77,50 @@ final class RunCommandTests: XCTestCase {
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("sample.betta") && result.stderr.contains("bad.yaml"), result.stderr)
     }
+
+    /// `run --dry-run` with several bad values reports them all (exit 65) and creates nothing.
+    func testDryRunReportsEveryBadValue() throws {
+        let binary = BuiltProducts.path("lightreasoner")
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: binary), "no built lightreasoner at \(binary)")
+        let runDir = FileManager.default.temporaryDirectory.appendingPathComponent("lr-run-bad-\(UUID().uuidString)")
+        let result = try runChild(binary, ["run", Repo.path("configs/tiny.yaml").path, "--run-dir", runDir.path, "--dry-run",
+                                           "--set", "models.expert=/nonexistent/expert", "--set", "eval.limit=-1",
+                                           "--set", "train.lr=-1", "--set", "sample.beta=-0.5"], timeout: 60)
+        XCTAssertEqual(result.status, 65, result.stderr)
+        for key in ["models.expert", "eval.limit", "train.lr", "sample.beta", "4 problem(s)"] {
+            XCTAssertTrue(result.stderr.contains(key), "\(key) not named:\n\(result.stderr)")
+        }
+        XCTAssertFalse(result.stderr.contains("Usage:"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runDir.path))
+    }
+
+    /// A stage that fails on a bad input, then the corrected config: the failed stage's output is moved
+    /// aside, it reruns with the new value and the run completes.
+    func testCorrectedConfigContinuesAfterAFailedStage() throws {
+        let binary = BuiltProducts.path("lightreasoner")
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: binary), "no built lightreasoner at \(binary)")
+        let root = try makeTemporaryDirectory("lr-run-fix")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let broken = root.appendingPathComponent("questions.jsonl")
+        try "{\"question\": \"What is 2+3?\", \"answer\": \"#### 5\"}\nnot json\n".write(to: broken, atomically: true, encoding: .utf8)
+        let runDir = root.appendingPathComponent("run")
+        let common = ["run", Repo.path("configs/tiny.yaml").path, "--run-dir", runDir.path,
+                      "--set", "models.expert=\(Repo.model("tiny-expert").path)",
+                      "--set", "models.amateur=\(Repo.model("tiny-amateur").path)",
+                      "--set", "eval.data_dir=\(Repo.path("data").path)",
+                      "--set", "sample.max_questions=2", "--set", "train.steps=2", "--set", "eval.limit=2"]
+        let failed = try runChild(binary, common + ["--set", "sample.data=\(broken.path)"], timeout: 120)
+        XCTAssertNotEqual(failed.status, 0)
+        XCTAssertTrue(failed.stderr.contains("stage sample failed"), failed.stderr)
+        XCTAssertEqual(RunHistory.read(from: runDir)?.invocations.last?.stages.last?.status, "failed")
+
+        let fixed = try runChild(binary, common + ["--set", "sample.data=\(Repo.gsm8kFirst20.path)"], timeout: 300)
+        XCTAssertEqual(fixed.status, 0, fixed.stderr)
+        XCTAssertTrue(fixed.stderr.contains("stage sample: inputs changed (sample.data:"), fixed.stderr)
+        XCTAssertTrue(fixed.stdout.contains("run complete"), fixed.stdout)
+        let names = try FileManager.default.contentsOfDirectory(atPath: runDir.path)
+        XCTAssertTrue(names.contains { $0.hasPrefix("samples.replaced-") }, "\(names)")
+        let effective = try String(contentsOf: runDir.appendingPathComponent("effective-config.yaml"), encoding: .utf8)
+        XCTAssertTrue(effective.contains(Repo.gsm8kFirst20.path), effective)
+    }
 }

@@ -79,4 +79,47 @@ final class StagePlanTests: XCTestCase {
             }
         }
     }
+
+    /// Every bad value is reported at once, before any stage (v0.3.0 accepted them and failed mid-run).
+    func testSeveralBadValuesAreAllReported() throws {
+        let bad = ["eval.limit=-1", "sample.alpha=1.5", "train.lr=0", "train.dropout=1", "train.warmup_steps=99",
+                   "sample.max_new_tokens=1", "train.validation_fraction=1", "eval.batch_size=0", "models.threads=0"]
+        let problems = try plan(bad).config.problems()
+        for key in ["eval.limit", "sample.alpha", "train.lr", "train.dropout", "train.warmup_steps", "sample.max_new_tokens",
+                    "train.validation_fraction", "eval.batch_size", "models.threads"] {
+            XCTAssertTrue(problems.contains { $0.hasPrefix(key + ":") }, "\(key) not reported: \(problems)")
+        }
+        XCTAssertEqual(problems.count, bad.count, "\(problems)")
+        XCTAssertEqual(try plan([]).config.problems(), [])
+    }
+
+    /// Paths, tokenizers and datasets are checked too: a model path typo, an amateur with another
+    /// vocabulary, a missing question file, an unknown dataset.
+    func testPathsVocabulariesAndDatasetsAreChecked() throws {
+        let good = ["models.expert=\(Repo.model("tiny-expert").path)", "models.amateur=\(Repo.model("tiny-amateur").path)",
+                    "sample.data=\(Repo.gsm8kFirst20.path)", "eval.data_dir=\(Repo.path("data").path)"]
+        XCTAssertEqual(try plan(good).problems(), [])
+        let problems = try plan(good + ["models.expert=\(Repo.model("tiny-expertt").path)", "sample.data=/nonexistent/q.jsonl",
+                                        "eval.data=gsm8k,nosuchset", "eval.limit=0"]).problems()
+        for key in ["models.expert:", "sample.data:", "eval.data: nosuchset", "eval.limit:"] {
+            XCTAssertTrue(problems.contains { $0.hasPrefix(key) }, "\(key) not reported: \(problems)")
+        }
+        // An amateur whose tokenizer maps two common ids to each other's strings.
+        let amateur = try makeTemporaryDirectory("lr-amateur-swapped")
+        defer { try? FileManager.default.removeItem(at: amateur) }
+        for name in try FileManager.default.contentsOfDirectory(atPath: Repo.model("tiny-amateur").path) {
+            try FileManager.default.copyItem(at: Repo.model("tiny-amateur").appendingPathComponent(name), to: amateur.appendingPathComponent(name))
+        }
+        let tokenizerURL = amateur.appendingPathComponent("tokenizer.json")
+        var tokenizer = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: tokenizerURL)) as? [String: Any])
+        var model = try XCTUnwrap(tokenizer["model"] as? [String: Any])
+        var vocab = try XCTUnwrap(model["vocab"] as? [String: Int])
+        let a = try XCTUnwrap(vocab.first { $0.value == 100 }?.key), b = try XCTUnwrap(vocab.first { $0.value == 101 }?.key)
+        (vocab[a], vocab[b]) = (101, 100)
+        model["vocab"] = vocab
+        tokenizer["model"] = model
+        try JSONSerialization.data(withJSONObject: tokenizer).write(to: tokenizerURL)
+        let mismatch = try plan(good + ["models.amateur=\(amateur.path)"]).problems()
+        XCTAssertTrue(mismatch.contains { $0.hasPrefix("models.expert / models.amateur") }, "\(mismatch)")
+    }
 }
