@@ -6,8 +6,10 @@ public final class TerminationFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var raised: Int32?
     private var sources: [DispatchSourceSignal] = []
+    private let signals: [Int32]
 
     public init(signals: [Int32] = [SIGTERM, SIGINT]) {
+        self.signals = signals
         for number in signals {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
@@ -31,5 +33,9 @@ public final class TerminationFlag: @unchecked Sendable {
 
     public var isRaised: Bool { received != nil }
 
-    deinit { sources.forEach { $0.cancel() } }
+    /// The signals get their default action back (a later stage in the same process can be interrupted).
+    deinit {
+        sources.forEach { $0.cancel() }
+        signals.forEach { signal($0, SIG_DFL) }
+    }
 }

@@ -87,9 +87,12 @@ struct Run: ParsableCommand, LoggedCommand {
             let log = try LogFile(runURL.appendingPathComponent("logs/\(stage.name).log"))
             log.write("== \(ISO8601DateFormatter().string(from: Date())) \(stage.summary)")
             let start = Date()
-            let termination = TerminationFlag()
+            // Only training stops cleanly on SIGTERM/Ctrl-C (with a checkpoint); the other stages end at once and resume.
+            var termination: TerminationFlag?
+            if case .train = stage.work { termination = TerminationFlag() }
+            defer { termination = nil }
             do {
-                try LogTee.shared.during(log) { try stage.run(shouldStop: { termination.isRaised }) }
+                try LogTee.shared.during(log) { try stage.run(shouldStop: { termination?.isRaised ?? false }) }
             } catch {
                 let seconds = Date().timeIntervalSince(start)
                 log.write(errorMessage(error))
@@ -101,7 +104,7 @@ struct Run: ParsableCommand, LoggedCommand {
             }
             let seconds = Date().timeIntervalSince(start)
             guard stage.complete(in: plan.run) != nil else {
-                record.append(.init(stage: stage.name, status: "stopped", reason: termination.received.map { "signal \($0)" }, seconds: seconds))
+                record.append(.init(stage: stage.name, status: "stopped", reason: termination?.received.map { "signal \($0)" }, seconds: seconds))
                 try appendHistory(Date().timeIntervalSince(total))
                 runLog?.write("stage \(stage.name): stopped before the end")
                 printError("stage \(stage.name) stopped before its end (interrupted?); rerun the same command to continue")
