@@ -62,7 +62,8 @@ func logits(_ values: [Float]) -> [Float] { values }
             #expect(abs(result.weights.reduce(0, +) - 1) < 1e-12)
             #expect(result.weights.allSatisfy { $0 > 0 })
             // Mask rule: every id has pE ≥ α·max pE, every other id has less.
-            let pe = ContrastiveMath.probabilities(logits: e.withUnsafeBufferPointer { $0 }, keep: 40)
+            // The pointer must not escape the closure: `e` may be freed once the closure returns (ASan found it).
+            let pe = e.withUnsafeBufferPointer { ContrastiveMath.probabilities(logits: $0, keep: 40) }
             let threshold = 0.2 * pe.max()!
             for j in 0..<40 { #expect(result.ids.contains(j) == (pe[j] >= threshold)) }
         }
