@@ -58,6 +58,8 @@ let package = Package(
         ]),
         // A tiny MPI program the tests launch under mpirun.
         .executableTarget(name: "lr-mpi-selftest", dependencies: ["MPI"]),
+        // Simulated sampler nodes against the real coordinator (cluster/README.md, "At scale").
+        .executableTarget(name: "lr-cluster-sim", dependencies: ["Cluster", "Contrast", "Digest", "CZeroMQ"]),
 
         // Helpers shared by the test suites (paths, built binaries, child processes).
         .target(name: "TestSupport"),
