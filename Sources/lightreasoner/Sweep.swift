@@ -87,8 +87,11 @@ struct Sweep: ParsableCommand, LoggedCommand {
         let log = try LogFile(logs.appendingPathComponent("\(stage.name).log"))
         log.write("== \(ISO8601DateFormatter().string(from: Date())) \(stage.summary)")
         let start = Date()
-        let termination = TerminationFlag()
-        try LogTee.shared.during(log) { try stage.run(shouldStop: { termination.isRaised }) }
+        // As in `run`: only training stops cleanly on SIGTERM/Ctrl-C (with a checkpoint); the rest resume.
+        var termination: TerminationFlag?
+        if case .train = stage.work { termination = TerminationFlag() }
+        defer { termination = nil }
+        try LogTee.shared.during(log) { try stage.run(shouldStop: { termination?.isRaised ?? false }) }
         guard stage.complete(in: run) != nil else {
             printError("\(label)stage \(stage.name) stopped before its end (interrupted?); rerun the same command to continue")
             throw ExitCode.failure
