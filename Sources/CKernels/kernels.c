@@ -12,6 +12,7 @@
 // Accumulators run along K (dot form), so a tile needs no transposition; one 4-way reduction per
 // (x row, tile) per K block. The ISA is picked at run time, so one binary runs on any x86-64.
 #include "ckernels.h"
+#include "isa.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,7 +246,7 @@ static void blocked(int level, int m, int n0, int n1, int k, const float *x, int
 
 // 2: avx512f, 1: avx2+fma, 0: portable; lr_skinny_limit_isa lowers it (tests check every path).
 static int detected_level = -1, level_limit = 2;
-static int isa_level(void) {
+int lr_isa_level(void) {
     if (detected_level < 0) {
         __builtin_cpu_init();
         detected_level = __builtin_cpu_supports("avx512f") ? 2
@@ -256,7 +257,7 @@ static int isa_level(void) {
 
 static void skinny(int m, int n0, int n1, int k, const float *x, int ldx, const float *wf,
                    const uint16_t *wb, float *y, int ldy, int accumulate) {
-    int level = isa_level();
+    int level = lr_isa_level();
     if (level == 0 || m <= 0 || n1 <= n0) {
         skinny_portable(m, n0, n1, k, x, ldx, wf, wb, y, ldy, accumulate);
         return;
@@ -268,10 +269,10 @@ static void skinny(int m, int n0, int n1, int k, const float *x, int ldx, const 
 }
 
 const char *lr_skinny_isa(void) {
-    int level = isa_level();
+    int level = lr_isa_level();
     return level == 2 ? "avx512f" : level == 1 ? "avx2+fma" : "portable";
 }
-int lr_skinny_vectorized(void) { return isa_level() > 0; }
+int lr_skinny_vectorized(void) { return lr_isa_level() > 0; }
 void lr_skinny_limit_isa(int level) { level_limit = level; }
 #else
 static void skinny(int m, int n0, int n1, int k, const float *x, int ldx, const float *wf,

@@ -68,7 +68,7 @@ public struct ItemResult: Codable, Sendable, Equatable {
     }
 }
 
-/// Batched greedy generation over examples, graded as each batch finishes.
+/// Batched greedy generation over examples, graded as each item finishes.
 public final class EvalRunner {
     /// Items decoded together.
     public static let defaultBatchSize = 8
@@ -117,29 +117,28 @@ public final class EvalRunner {
         return text.trimmed
     }
 
-    /// Runs `examples` in batches of `batchSize` (file order), calling `onBatch` with each batch's graded
-    /// items and its generation timing.
+    /// Runs `examples` with up to `batchSize` rows in flight (continuous batching: a finished row is
+    /// replaced by the next example at once), calling `onItem` with each graded item as it finishes
+    /// (finishing order, not file order) and the generation totals so far. Each item's completion is
+    /// the one a batch of any size, or the item alone, gives.
     public func run(_ examples: [EvalExample], maxNewTokens: Int, batchSize: Int, tokenBudget: Int = 2048,
-                    onBatch: (_ items: [ItemResult], _ stats: GenerationStats) throws -> Void) throws {
+                    onItem: (_ item: ItemResult, _ stats: GenerationStats) throws -> Void) throws {
         guard batchSize >= 1, maxNewTokens >= 1 else {
             throw EvaluationError.invalidSetting("batch size (\(batchSize)) and max new tokens (\(maxNewTokens)) must be at least 1; hint: --batch-size / --max-new-tokens")
         }
-        var start = 0
-        while start < examples.count {
-            let batch = Array(examples[start..<min(start + batchSize, examples.count)])
-            let prompts = try batch.map(promptIDs)
-            var stats = GenerationStats()
-            let results = try decoder.generateGreedy(prompts: prompts, maxNewTokens: maxNewTokens, stopIDs: stopIDs,
-                                                     tokenBudget: tokenBudget, stats: &stats)
-            let items = zip(batch, results).map { example, result in
-                let prediction = completionText(result)
-                let grade = Grader.grade(prediction, example: example, includePercentage: includePercentage)
-                return ItemResult(id: example.id, question: example.question, gold: example.gold, prediction: prediction,
-                                  extracted: grade.extracted, correct: grade.correct, method: grade.method.rawValue,
-                                  generatedTokens: result.ids.count, stopped: result.stopped)
-            }
-            try onBatch(items, stats)
-            start += batch.count
+        let prompts = try examples.map(promptIDs)
+        try decoder.generateContinuous(prompts: prompts, maxNewTokens: maxNewTokens, stopIDs: stopIDs, rows: batchSize,
+                                       tokenBudget: tokenBudget) { index, result, stats in
+            try onItem(grade(examples[index], result), stats)
         }
+    }
+
+    /// The graded item for an example's greedy result.
+    public func grade(_ example: EvalExample, _ result: GreedyResult) -> ItemResult {
+        let prediction = completionText(result)
+        let grade = Grader.grade(prediction, example: example, includePercentage: includePercentage)
+        return ItemResult(id: example.id, question: example.question, gold: example.gold, prediction: prediction,
+                          extracted: grade.extracted, correct: grade.correct, method: grade.method.rawValue,
+                          generatedTokens: result.ids.count, stopped: result.stopped)
     }
 }

@@ -126,7 +126,8 @@ final class ForwardBuffers {
     var gate: UnsafeMutablePointer<Float>!    // (N, I)
     var up: UnsafeMutablePointer<Float>!      // (N, I)
     var positions: [Int32] = []
-    var scores: [Float] = []                  // (T, S) per attention call
+    var scores: [Float] = []                  // (T, S) per attention call, or the row kernel's scratch
+    var queries: [AttentionQuery] = []        // rows for the attention kernel, per layer
 
     func ensure(tokens: Int, config c: ModelConfig) {
         guard tokens > maxTokens else { return }
@@ -233,6 +234,9 @@ public final class Decoder: @unchecked Sendable {
 
     public var vocabSize: Int { config.vocabSize }
 
+    /// Chunks up to this many new tokens (decode rows) take the per-row attention kernel.
+    static let rowAttentionMaxTokens = 8
+
     /// Runs the new tokens of several sequences through the model, appending their keys/values to the
     /// cache, and returns the final-normed hidden states of every new token in chunk order.
     /// Returns hidden: (N, C), valid until the next call.
@@ -275,21 +279,36 @@ public final class Decoder: @unchecked Sendable {
                 ropeForward(b.q, positions: positions.baseAddress!, rows: n, heads: c.numHeads, table: rope)
                 ropeForward(b.k, positions: positions.baseAddress!, rows: n, heads: c.numKVHeads, table: rope)
             }
-            // Append k, v to each sequence's cache, then attend over the whole cached prefix.
+            // Append k, v to each sequence's cache, then attend over the whole cached prefix: short chunks
+            // (decode rows) row by row with the kernel, all rows and KV heads in parallel; long ones with BLAS.
             var first = 0
+            b.queries.removeAll(keepingCapacity: true)
             for chunk in chunks {
                 let t = chunk.tokens.count, past = cache.lengths[chunk.slot]
                 let keys = cache.keys(layer: index, slot: chunk.slot), values = cache.values(layer: index, slot: chunk.slot)
                 (keys + past * c.kvDim).update(from: b.k + first * c.kvDim, count: t * c.kvDim)
                 (values + past * c.kvDim).update(from: b.v + first * c.kvDim, count: t * c.kvDim)
-                let scoreCount = t * (past + t)
-                if b.scores.count < scoreCount { b.scores = Array(repeating: 0, count: scoreCount) }
-                b.scores.withUnsafeMutableBufferPointer { scores in
-                    attentionForward(out: b.attention + first * c.qDim, q: b.q + first * c.qDim,
-                                     keys: keys, values: values, past: past, queries: t, shape: shape,
-                                     scores: scores.baseAddress!)
+                if t <= Self.rowAttentionMaxTokens, AttentionKernel.vectorized(headDim: c.headDim) {
+                    for i in 0..<t {
+                        let row = first + i
+                        b.queries.append(AttentionQuery(q: b.q + row * c.qDim, keys: keys, values: values, length: past + i + 1,
+                                                        out: b.attention + row * c.qDim))
+                    }
+                } else {
+                    let scoreCount = t * (past + t)
+                    if b.scores.count < scoreCount { b.scores = Array(repeating: 0, count: scoreCount) }
+                    b.scores.withUnsafeMutableBufferPointer { scores in
+                        attentionForward(out: b.attention + first * c.qDim, q: b.q + first * c.qDim,
+                                         keys: keys, values: values, past: past, queries: t, shape: shape,
+                                         scores: scores.baseAddress!)
+                    }
                 }
                 first += t
+            }
+            if !b.queries.isEmpty {
+                let scratch = AttentionKernel.scratchCount(b.queries, shape: shape)
+                if b.scores.count < scratch { b.scores = Array(repeating: 0, count: scratch) }
+                b.scores.withUnsafeMutableBufferPointer { attentionQueries(b.queries, shape: shape, scores: $0.baseAddress!) }
             }
             // x += attention · Woᵀ
             linearForward(out: b.x, x: b.attention, weight: layer.o, rows: n, accumulate: true, scratch: scratch)

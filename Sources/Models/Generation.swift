@@ -172,3 +172,89 @@ extension Decoder {
         }
     }
 }
+
+extension Decoder {
+    /// Greedy decoding of a queue of prompts with up to `rows` in flight (continuous batching): when a
+    /// row stops, the next prompt is prefilled into its cache slot before the next step, so the batch
+    /// stays full. Each prompt's ids are the same as `generateGreedy` gives it alone or in any batch
+    /// (the kernels' row results do not depend on the other rows).
+    ///
+    /// `onFinish(index, result, stats)` runs as each prompt finishes (in finishing order), with the
+    /// totals so far.
+    public func generateContinuous(
+        prompts: [[Int32]], maxNewTokens: Int, stopIDs: Set<Int32>, rows: Int, tokenBudget: Int = 2048,
+        onFinish: (_ index: Int, _ result: GreedyResult, _ stats: GenerationStats) throws -> Void
+    ) throws {
+        try checkGeneration(prompts: prompts, maxNewTokens: maxNewTokens)
+        guard !prompts.isEmpty else { return }
+        let vocab = vocabSize, hiddenSize = config.hiddenSize
+        let slots = max(1, min(rows, prompts.count))
+        let longest = prompts.map(\.count).max() ?? 0
+        let cache = KVCache(config: config, slots: slots, capacity: longest + maxNewTokens)
+        var owner = [Int?](repeating: nil, count: slots)   // prompt index held by each slot
+        var results = Array(repeating: GreedyResult(), count: slots)
+        var next = [Int32](repeating: 0, count: slots)
+        var logits = [Float](repeating: 0, count: slots * vocab)
+        var stats = GenerationStats()
+        var queued = 0
+
+        // Picks the slot's next token; a finished row is reported and its slot freed.
+        func choose(slot: Int, logitsRow: UnsafePointer<Float>) throws {
+            let (token, margin) = argmaxWithMargin(logitsRow, count: vocab)
+            if margin.isNaN { throw DecoderError.nonFiniteLogits(row: owner[slot]!, step: results[slot].ids.count) }
+            results[slot].ids.append(Int32(token))
+            results[slot].margins.append(margin)
+            next[slot] = Int32(token)
+            stats.generatedTokens += 1
+            if stopIDs.contains(Int32(token)) { results[slot].stopped = true }
+            if results[slot].stopped || results[slot].ids.count >= maxNewTokens {
+                let index = owner[slot]!
+                owner[slot] = nil
+                try onFinish(index, results[slot], stats)
+            }
+        }
+
+        while true {
+            // Prefill queued prompts into free slots; the last position of each picks its first token.
+            var fresh: [SequenceChunk] = []
+            for slot in 0..<slots where owner[slot] == nil && queued < prompts.count {
+                owner[slot] = queued
+                results[slot] = GreedyResult()
+                cache.lengths[slot] = 0
+                fresh.append(SequenceChunk(slot: slot, tokens: prompts[queued]))
+                stats.promptTokens += prompts[queued].count
+                queued += 1
+            }
+            if !fresh.isEmpty {
+                for group in batches(fresh, tokenBudget: tokenBudget) {
+                    let start = Date()
+                    let hidden = try forward(group, cache: cache)
+                    var end = 0
+                    for chunk in group {
+                        end += chunk.tokens.count
+                        logits.withUnsafeMutableBufferPointer { all in
+                            self.logits(hidden: hidden + (end - 1) * hiddenSize, rows: 1, into: all.baseAddress! + chunk.slot * vocab)
+                        }
+                    }
+                    stats.prefillSeconds += Date().timeIntervalSince(start)
+                    for chunk in group {
+                        try logits.withUnsafeBufferPointer { try choose(slot: chunk.slot, logitsRow: $0.baseAddress! + chunk.slot * vocab) }
+                    }
+                }
+                continue   // rows that finished at once are refilled before decoding
+            }
+            // Decode: one token for every row in flight.
+            let active = (0..<slots).filter { owner[$0] != nil }
+            if active.isEmpty { return }
+            let start = Date()
+            let hidden = try forward(active.map { SequenceChunk(slot: $0, tokens: [next[$0]]) }, cache: cache)
+            try logits.withUnsafeMutableBufferPointer { out in
+                self.logits(hidden: hidden, rows: active.count, into: out.baseAddress!)
+                stats.decodeSeconds += Date().timeIntervalSince(start)
+                for (position, slot) in active.enumerated() {
+                    try choose(slot: slot, logitsRow: out.baseAddress! + position * vocab)
+                }
+            }
+        }
+    }
+}

@@ -124,15 +124,12 @@ public enum EvalSession {
         var promptTokens = 0, generated = 0, seconds = 0.0
         var correct = kept.filter(\.correct).count
         progress.update(done: kept.count, detail: "starting")
-        try runner.run(remaining, maxNewTokens: r.maxNewTokens, batchSize: r.batchSize) { items, stats in
-            var lines = Data()
-            for item in items { lines.append(try EvalOutput.encodeLine(item)) }
-            try handle.write(contentsOf: lines)
-            fresh += items
-            correct += items.filter(\.correct).count
-            promptTokens += stats.promptTokens
-            generated += stats.generatedTokens
-            seconds += stats.prefillSeconds + stats.decodeSeconds
+        try runner.run(remaining, maxNewTokens: r.maxNewTokens, batchSize: r.batchSize) { item, stats in
+            // Each item is on disk as soon as it finishes, so --resume loses at most the rows in flight.
+            try handle.write(contentsOf: try EvalOutput.encodeLine(item))
+            fresh.append(item)
+            if item.correct { correct += 1 }
+            (promptTokens, generated, seconds) = (stats.promptTokens, stats.generatedTokens, stats.prefillSeconds + stats.decodeSeconds)
             let finished = kept.count + fresh.count
             progress.update(done: finished, detail: String(format: "acc %.1f%% | %.1f tok/s", 100 * Double(correct) / Double(finished),
                                                            seconds > 0 ? Double(generated) / seconds : 0))
@@ -140,6 +137,10 @@ public enum EvalSession {
         progress.finish()
         let byID = Dictionary((kept + fresh).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let ordered = dataset.examples.compactMap { byID[$0.id] }
+        // Items arrive in finishing order; the finished file is in dataset order, as static batches wrote it.
+        var sorted = Data()
+        for item in ordered { sorted.append(try EvalOutput.encodeLine(item)) }
+        try sorted.write(to: itemsURL, options: .atomic)
         return DatasetSummary(name: dataset.name, source: dataset.source, file: fileName, items: ordered,
                               promptTokens: promptTokens, generationSeconds: seconds, generatedThisRun: generated)
     }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Shapes of one sequence's causal attention with grouped-query heads.
@@ -44,6 +45,61 @@ public func attentionForward(
                    a: scores, lda: total,
                    b: values + kvHead * d, ldb: kvh * d,
                    c: out + head * d, ldc: h * d)
+    }
+}
+
+/// One query position that attends to the first `length` cached keys/values of its sequence (its
+/// own included): a decode row, or one row of a short chunk.
+/// q, out: (H, D); keys, values: (≥ length, KVH, D).
+public struct AttentionQuery: @unchecked Sendable {
+    public let q: UnsafePointer<Float>
+    public let keys: UnsafePointer<Float>
+    public let values: UnsafePointer<Float>
+    public let length: Int
+    public let out: UnsafeMutablePointer<Float>
+    public init(q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, length: Int,
+                out: UnsafeMutablePointer<Float>) {
+        self.q = q
+        self.keys = keys
+        self.values = values
+        self.length = length
+        self.out = out
+    }
+}
+
+public enum AttentionKernel {
+    /// True when `attentionQueries` runs vectorized for this head size (AVX-512, D a multiple of 16);
+    /// otherwise `attentionForward` (BLAS) is the faster path.
+    public static func vectorized(headDim: Int) -> Bool { lr_attention_vectorized(Int32(headDim)) != 0 }
+
+    /// Scratch floats `attentionQueries` needs for these queries.
+    public static func scratchCount(_ queries: [AttentionQuery], shape: AttentionShape) -> Int {
+        queries.reduce(0) { $0 + $1.length } * shape.heads
+    }
+}
+
+/// Attention of independent query rows, every (row, KV head) pair in parallel; each row's result is
+/// the same whatever else is in the batch. scores: `AttentionKernel.scratchCount` floats.
+public func attentionQueries(_ queries: [AttentionQuery], shape: AttentionShape, scores: UnsafeMutablePointer<Float>) {
+    let (kvh, d, group) = (shape.kvHeads, shape.headDim, shape.group)
+    var offsets = [Int](repeating: 0, count: queries.count)
+    var total = 0
+    for (i, query) in queries.enumerated() {
+        offsets[i] = total
+        total += query.length * shape.heads
+    }
+    let scratch = SharedPointer(scores)
+    queries.withUnsafeBufferPointer { list in
+        offsets.withUnsafeBufferPointer { starts in
+            let list = SharedPointer(list.baseAddress!), starts = SharedPointer(starts.baseAddress!)
+            Parallel.forEach(queries.count * kvh) { task in
+                let query = list.base[task / kvh], g = task % kvh
+                lr_attention_decode(Int32(group), Int32(d), Int32(query.length), query.q + g * group * d, Int32(d),
+                                    query.keys + g * d, query.values + g * d, Int32(kvh * d), shape.scale,
+                                    scratch.base + starts.base[task / kvh] + g * group * query.length,
+                                    query.out + g * group * d, Int32(d))
+            }
+        }
     }
 }
 

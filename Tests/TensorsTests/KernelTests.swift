@@ -110,6 +110,47 @@ func weightedSum(_ y: [Float], _ g: [Float]) -> Double {
         #expect(maxError < 1e-5, "max |Δ| = \(maxError)")
     }
 
+    /// The per-row kernel (decode) against the f64 reference, vectorized and portable: rows of several
+    /// sequences with different lengths, heads of 16 (one vector) and 80 (64 + 16 columns).
+    @Test(arguments: [16, 80])
+    func rowAttentionMatchesReference(headDim: Int) {
+        defer { Skinny.limitISA(2) }
+        let shape = AttentionShape(heads: 6, kvHeads: 2, headDim: headDim)
+        let lengths = [1, 3, 7, 21]   // 1 to 5 full groups of four keys plus tails
+        for level in [0, 2] {
+            Skinny.limitISA(level)
+            let capacity = 24, cacheSize = capacity * shape.kvHeads * headDim, qSize = shape.heads * headDim
+            let keys = pseudoRandom(lengths.count * cacheSize, seed: 60), values = pseudoRandom(lengths.count * cacheSize, seed: 61)
+            let q = pseudoRandom(lengths.count * qSize, seed: 62)
+            var out = [Float](repeating: 0, count: q.count)
+            keys.withUnsafeBufferPointer { k in
+                values.withUnsafeBufferPointer { v in
+                    q.withUnsafeBufferPointer { q in
+                        out.withUnsafeMutableBufferPointer { o in
+                            let queries = lengths.indices.map { i in
+                                AttentionQuery(q: q.baseAddress! + i * qSize, keys: k.baseAddress! + i * cacheSize,
+                                               values: v.baseAddress! + i * cacheSize, length: lengths[i],
+                                               out: o.baseAddress! + i * qSize)
+                            }
+                            var scores = [Float](repeating: 0, count: AttentionKernel.scratchCount(queries, shape: shape))
+                            attentionQueries(queries, shape: shape, scores: &scores)
+                        }
+                    }
+                }
+            }
+            for i in lengths.indices {
+                // One query at position length − 1 of a sequence whose first `length` keys are cached.
+                let expected = referenceAttention(q: Array(q[i * qSize..<(i + 1) * qSize]),
+                                                  keys: Array(keys[i * cacheSize..<(i + 1) * cacheSize]),
+                                                  values: Array(values[i * cacheSize..<(i + 1) * cacheSize]),
+                                                  past: lengths[i] - 1, queries: 1, shape: shape)
+                // f32 sums over ≤ 80 products of values in [-1, 1) against f64: 1e-5 absolute.
+                let maxError = zip(out[i * qSize..<(i + 1) * qSize], expected).map { abs($0 - $1) }.max() ?? 0
+                #expect(maxError < 1e-5, "ISA level \(level), length \(lengths[i]): max |Δ| = \(maxError)")
+            }
+        }
+    }
+
     @Test func softmaxAndLogSoftmaxAgree() {
         let x = pseudoRandom(50, seed: 51).map { $0 * 20 }
         var p = x

@@ -21,4 +21,13 @@ int lr_skinny_vectorized(void);
 /// Caps the instruction set (2 avx512f, 1 avx2+fma, 0 portable) so tests can check every path.
 void lr_skinny_limit_isa(int level);
 
+/// One query position's attention for the `group` query heads sharing a KV head:
+/// out[h] = softmax(scale · q[h] · k[0..<length]ᵀ) · v[0..<length]. q: (group, d), row stride ldq;
+/// k, v: (length, d), row stride ldkv; scores: scratch of group × length; out: (group, d), row stride ldo.
+void lr_attention_decode(int group, int d, int length, const float *q, int ldq, const float *k, const float *v,
+                         int ldkv, float scale, float *scores, float *out, int ldo);
+
+/// 1 when lr_attention_decode runs vectorized for head size d (AVX-512, d a multiple of 16).
+int lr_attention_vectorized(int d);
+
 #endif
