@@ -51,6 +51,10 @@ public struct SweepPlan: Sendable {
         guard let sweep = config.sweep else { throw SweepError.noGrid(config: source) }
         let axes = try Self.axes(sweep)
         guard !axes.isEmpty else { throw SweepError.noGrid(config: source) }
+        let floor = min(config.sample.alpha, config.sample.storeAlpha)
+        if let low = sweep.alpha?.first(where: { $0 < floor }) {
+            throw SweepError.badValues(key: "alpha", reason: "\(low) is below the stored floor \(floor) (min of sample.alpha and sample.store_alpha) that points relabel from; lower sample.store_alpha")
+        }
         // The base sample covers the largest number of questions any point asks for.
         var baseConfig = config
         if let counts = sweep.maxQuestions { baseConfig.sample.maxQuestions = counts.max() }

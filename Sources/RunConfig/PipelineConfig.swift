@@ -254,6 +254,7 @@ extension PipelineConfig {
         if let n = s.maxQuestions { check(n >= 1, "sample.max_questions", "at least 1 (or null: all)", n) }
         check(s.alpha.isFinite && (0...1).contains(s.alpha), "sample.alpha", "in [0, 1]", s.alpha)
         check(s.beta.isFinite && s.beta >= 0, "sample.beta", "a finite number ≥ 0", s.beta)
+        check(s.storeAlpha.isFinite && s.storeAlpha > 0 && s.storeAlpha <= 1, "sample.store_alpha", "in (0, 1]", s.storeAlpha)
         check(s.maxNewTokens >= 2, "sample.max_new_tokens", "at least 2 (step 0 is never sampled)", s.maxNewTokens)
         check(s.batchSize >= 1, "sample.batch_size", "at least 1", s.batchSize)
         check(t.steps >= 1, "train.steps", "at least 1", t.steps)

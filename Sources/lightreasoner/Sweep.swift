@@ -51,6 +51,13 @@ struct Sweep: ParsableCommand, LoggedCommand {
         let directory = userURL(runDir ?? pipeline.runDir ?? "runs/\(pipeline.name)")
         pipeline.runDir = directory.path
         let plan = try SweepPlan(config: pipeline, directory: directory, source: config)
+        try plan.base.validate(source: config)
+        // The points differ from the base only in swept values: those are checked without loading anything again.
+        let pointProblems = plan.points.flatMap { p in p.config.problems().map { "point \(p.index): \($0)" } }
+        if !pointProblems.isEmpty {
+            throw PipelineError.inconsistent("\(config): \(pointProblems.count) problem(s) in the grid:\n  - " + pointProblems.joined(separator: "\n  - "),
+                                             hint: "correct the sweep: values; no stage has run")
+        }
         let selected = baseOnly ? [] : try plan.select(point.map(String.init) ?? points)
         let slice = point != nil || points != nil
         printError("lightreasoner sweep \(config) → \(directory.path): \(plan.points.count) point(s)")

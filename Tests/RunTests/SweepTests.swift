@@ -37,7 +37,7 @@ import RunConfig
     @Test func overridesAndRefusals() throws {
         let plan = try Self.plan("sweep: {beta: [0.4]}", overrides: ["sweep.beta=0.2,0.8", "sweep.steps=3"])
         #expect(plan.points.map(\.label) == ["beta=0.2,steps=3", "beta=0.8,steps=3"])
-        for (sweep, message) in [("sweep: {beta: []}", "empty"), ("sweep: {alpha: [0]}", "not in (0, 1]"), ("sweep: {beta: [0.2, 0.2]}", "twice"),
+        for (sweep, message) in [("sweep: {beta: []}", "empty"), ("sweep: {alpha: [0]}", "not in (0, 1]"), ("sweep: {alpha: [0.01]}", "below the stored floor 0.05"), ("sweep: {beta: [0.2, 0.2]}", "twice"),
                                  ("sweep: {}", "no sweep"), ("", "no sweep"), ("sweep: {gamma: [1]}", "unknown key 'sweep.gamma'")] {
             do {
                 _ = try Self.plan(sweep)
