@@ -35,17 +35,6 @@ static void attention_portable(int group, int d, int length, const float *q, int
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
 
-// Sums of a0..a3 in lanes 0..3 (as kernels.c's reduce4_512).
-__attribute__((target("avx512f"))) static inline __m128 sum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
-    __m512 b0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
-    __m512 b1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
-    __m512 c = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(b0), _mm512_castps_pd(b1))),
-                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(b0), _mm512_castps_pd(b1))));
-    __m256 e = _mm256_add_ps(_mm512_castps512_ps256(c),
-                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(e), _mm256_extractf128_ps(e, 1));
-}
-
 // d a multiple of 16.
 __attribute__((target("avx512f"))) static void attention_avx512(int group, int d, int length, const float *q, int ldq,
                                                                 const float *k, const float *v, int ldkv, float scale,
@@ -65,7 +54,7 @@ __attribute__((target("avx512f"))) static void attention_avx512(int group, int d
                 a2 = _mm512_fmadd_ps(x, _mm512_loadu_ps(k0 + 2L * ldkv + j), a2);
                 a3 = _mm512_fmadd_ps(x, _mm512_loadu_ps(k0 + 3L * ldkv + j), a3);
             }
-            _mm_storeu_ps(p + s, _mm_mul_ps(sum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
+            _mm_storeu_ps(p + s, _mm_mul_ps(reduce4_512(a0, a1, a2, a3), _mm_set1_ps(scale)));
         }
         for (; s < length; s++) {
             __m512 a = _mm512_setzero_ps();

@@ -59,18 +59,6 @@ static void skinny_portable(int m, int n0, int n1, int k, const float *x, int ld
 #define LOAD256_BF16(p) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 
-// Sums of a0..a3 in lanes 0..3.
-__attribute__((target("avx512f"))) static inline __m128 reduce4_512(__m512 a0, __m512 a1, __m512 a2,
-                                                                     __m512 a3) {
-    __m512 b0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
-    __m512 b1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
-    __m512 c = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(b0), _mm512_castps_pd(b1))),
-                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(b0), _mm512_castps_pd(b1))));
-    __m256 d = _mm256_add_ps(_mm512_castps512_ps256(c),
-                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(d), _mm256_extractf128_ps(d, 1));
-}
-
 __attribute__((target("avx2,fma"))) static inline __m128 reduce4_256(__m256 a0, __m256 a1, __m256 a2,
                                                                       __m256 a3) {
     __m256 b0 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
