@@ -11,7 +11,7 @@ import Testing
         let directory = try ClusterFixture.temporaryDirectory("scale")
         defer { try? FileManager.default.removeItem(at: directory) }
         let result = try runChild(BuiltProducts.path("lr-cluster-sim"),
-                                  ["drive", "--nodes", "12", "--questions", "96", "--out", directory.path, "--binary", ClusterFixture.binary,
+                                  ["drive", "--nodes", "12", "--questions", "192", "--out", directory.path, "--binary", ClusterFixture.binary,
                                    "--expert", ClusterFixture.expert, "--amateur", ClusterFixture.amateur], timeout: 240)
         #expect(result.status == 0, "\(result.stderr)")
         let runs = result.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
