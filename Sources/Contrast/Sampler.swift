@@ -230,7 +230,7 @@ public func contrastiveSteps(
     // NaN amateur logits would otherwise reach the JSON writer.
     for (row, steps) in decisions.enumerated() {
         if let step = steps.firstIndex(where: { !$0.kl.isFinite || !$0.weights.allSatisfy(\.isFinite) }) {
-            throw DecoderError.nonFiniteLogits(row: row, step: step + 1)
+            throw DecoderError.nonFiniteLogits(model: "\(expert.source) or \(amateur.source)", row: row, step: step + 1)
         }
     }
     stats.amateurSeconds += Date().timeIntervalSince(amateurStart)
