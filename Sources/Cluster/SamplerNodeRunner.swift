@@ -7,8 +7,9 @@ import Glibc
 
 /// What a node computes with: one loaded expert/amateur pair for the run's settings.
 public protocol QuestionSampler: AnyObject {
-    /// Each question's kept records (possibly none) and step data, in order.
-    func sample(_ questions: [Question]) throws -> [SampledQuestion]
+    /// Each question's kept records (possibly none) and step data, handed to `onQuestion` with the
+    /// question's index as it finishes, up to `rows` questions in flight (finishing order).
+    func sample(_ questions: [Question], rows: Int, onQuestion: (_ index: Int, _ sampled: SampledQuestion) throws -> Void) throws
     var report: NodeReport { get }
 }
 
@@ -80,6 +81,9 @@ enum WorkerEvent: Sendable {
     case failed(String)
 }
 
+/// Thrown out of the worker's sampling when the coordinator took the shard back: the rest is not wanted.
+private struct LeaseAbandoned: Error {}
+
 /// Set by SIGTERM/SIGINT; the network thread says goodbye and stops.
 nonisolated(unsafe) private var stopSignal: Int32 = 0
 
@@ -127,17 +131,16 @@ public enum SamplerNodeRunner {
                         samplerSettings = settings
                     }
                     let questions = lease.questions
-                    var start = 0
-                    while start < questions.count, !shared.isAbandoned(lease.shard) {
-                        let batch = Array(questions[start..<min(start + max(1, parameters.batchSize), questions.count)])
-                        for (question, sampled) in zip(batch, try sampler!.sample(batch.map(\.question))) {
+                    do {
+                        // Continuous batching: each question goes to the coordinator as it finishes.
+                        try sampler!.sample(questions.map(\.question), rows: max(1, parameters.batchSize)) { index, sampled in
+                            if shared.isAbandoned(lease.shard) { throw LeaseAbandoned() }
                             let (payload, traceBytes) = try ResultPayload.encode(sampled)
-                            toNetwork.post(.computed(shard: lease.shard, question: question.index, payload: payload,
+                            toNetwork.post(.computed(shard: lease.shard, question: questions[index].index, payload: payload,
                                                      records: sampled.records.count, traceBytes: traceBytes))
+                            toNetwork.post(.report(sampler!.report))
                         }
-                        toNetwork.post(.report(sampler!.report))
-                        start += batch.count
-                    }
+                    } catch is LeaseAbandoned {}
                     shared.clear(lease.shard)
                     toNetwork.post(.finished(shard: lease.shard))
                 } catch {

@@ -107,7 +107,7 @@ public struct SamplingStats: Sendable, Codable {
     }
 }
 
-/// Expert generates, amateur scores, the contrastive rule selects; one batch of questions at a time.
+/// Expert generates, amateur scores, the contrastive rule selects; up to `rows` questions in flight.
 public final class ContrastiveSampler {
     /// Questions decoded together (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).
     public static let defaultBatchSize = 8
@@ -138,101 +138,121 @@ public final class ContrastiveSampler {
 
     /// Each question's kept records and, when `settings.storeAlpha` is set, its step data for relabelling.
     public func sampleTraced(_ questions: [Question]) throws -> [SampledQuestion] {
+        var results = [SampledQuestion?](repeating: nil, count: questions.count)
+        try sample(questions, rows: questions.count) { index, sampled in results[index] = sampled }
+        return results.map { $0! }
+    }
+
+    /// Continuous batching: up to `rows` questions in flight, a finished one replaced by the next at once.
+    /// `onQuestion(index, sampled)` runs as each question finishes (finishing order, not `questions`
+    /// order); `stats` is up to date inside it. Each question's result is the one it gets alone.
+    public func sample(_ questions: [Question], rows: Int,
+                       onQuestion: (_ index: Int, _ sampled: SampledQuestion) throws -> Void) throws {
         let texts = try questions.map { try promptText($0.text) }
         let prompts = texts.map { tokenizer.encode($0) }
         let stop = Set(expert.checkpoint.generation.eosTokenIDs.map(Int32.init))
         let retokenized: ((Int, [Int32]) -> [Int32])? = settings.amateurInput == .retokenize
             ? { [tokenizer] row, prefix in tokenizer.encode(texts[row] + tokenizer.decode(prefix)) } : nil
-        let (generations, decisions) = try contrastiveSteps(expert: expert, amateur: amateur, prompts: prompts,
-                                                            settings: settings, stopIDs: stop,
-                                                            retokenized: retokenized, stats: &stats)
-
-        // 3. Records for the kept steps.
-        return questions.enumerated().map { row, question in
-            let generated = generations[row].ids
-            stats.count(decisions[row])
-            return SampledQuestion(
-                records: SampleRecord.kept(questionID: question.id, promptID: question.promptID, generated: generated,
-                                           decisions: decisions[row], tokenizer: tokenizer),
-                trace: settings.storedFloor.map { StepTrace(question: question, floor: $0, generated: generated, decisions: decisions[row]) })
+        var running = stats
+        defer { stats = running }
+        try contrastiveSteps(expert: expert, amateur: amateur, prompts: prompts, settings: settings, stopIDs: stop, rows: rows,
+                             retokenized: retokenized, stats: &running) { index, generation, decisions, current in
+            stats = current
+            let question = questions[index]
+            try onQuestion(index, SampledQuestion(
+                records: SampleRecord.kept(questionID: question.id, promptID: question.promptID, generated: generation.ids,
+                                           decisions: decisions, tokenizer: tokenizer),
+                trace: settings.storedFloor.map { StepTrace(question: question, floor: $0, generated: generation.ids, decisions: decisions) }))
         }
     }
 }
 
 /// The id-level core of sampling, shared by `ContrastiveSampler` and `bench`: the expert generates
-/// greedily from each prompt, the amateur gives its distribution for the same prefixes, and the
-/// contrastive rule decides every step s ≥ 1 (`decisions[row][s − 1]`).
+/// greedily from each prompt with up to `rows` prompts in flight (continuous batching), and as each
+/// prompt finishes the amateur gives its distribution for the same prefixes and the contrastive rule
+/// decides every step s ≥ 1 (`decisions[s − 1]`). `onQuestion(index, generation, decisions, stats)`
+/// runs per prompt in finishing order, with `stats` as it stands (the same values `stats` ends with).
 ///
-/// `retokenized(row, prefix)` is the original's amateur input (prompt text + decoded prefix,
+/// `retokenized(index, prefix)` is the original's amateur input (prompt text + decoded prefix,
 /// re-encoded), one pass per prefix; nil runs one teacher-forced pass over prompt + expert ids.
-/// Memory: prompts × maxNewTokens × V_E floats of expert logits.
+/// Memory: rows × maxNewTokens × V_E floats of expert logits.
 public func contrastiveSteps(
-    expert: Decoder, amateur: Decoder, prompts: [[Int32]], settings: SamplingSettings, stopIDs: Set<Int32>,
-    retokenized: ((_ row: Int, _ prefix: [Int32]) -> [Int32])? = nil, stats: inout SamplingStats
-) throws -> (generations: [GreedyResult], decisions: [[ContrastiveMath.Step]]) {
+    expert: Decoder, amateur: Decoder, prompts: [[Int32]], settings: SamplingSettings, stopIDs: Set<Int32>, rows: Int,
+    retokenized: ((_ index: Int, _ prefix: [Int32]) -> [Int32])? = nil, stats: inout SamplingStats,
+    onQuestion: (_ index: Int, _ generation: GreedyResult, _ decisions: [ContrastiveMath.Step], _ stats: SamplingStats) throws -> Void
+) throws {
     let vocabE = expert.vocabSize
     try settings.validate(maxPositions: expert.config.maxPositionEmbeddings)
     try expert.checkGeneration(prompts: prompts, maxNewTokens: settings.maxNewTokens)
+    guard !prompts.isEmpty else { return }
 
-    // 1. Expert: greedy targets and its logits at every step s ≥ 1 (step 0 is never sampled).
-    let expertStart = Date()
+    // The expert's logits at every step s ≥ 1 of the prompt each cache slot holds (step 0 is never sampled).
+    let slots = max(1, min(rows, prompts.count))
     let stride = settings.maxNewTokens * vocabE
-    let expertLogits = UnsafeMutablePointer<Float>.allocate(capacity: max(1, prompts.count * stride))
+    let expertLogits = UnsafeMutablePointer<Float>.allocate(capacity: slots * stride)
     defer { expertLogits.deallocate() }
-    let generations = try expert.generateGreedy(prompts: prompts, maxNewTokens: settings.maxNewTokens, stopIDs: stopIDs) { row, step, logits in
+    var slotOf = [Int](repeating: 0, count: prompts.count)
+    // Expert time is wall time outside the amateur pass and the caller's handler.
+    var mark = Date()
+    try expert.generateContinuous(prompts: prompts, maxNewTokens: settings.maxNewTokens, stopIDs: stopIDs, rows: slots,
+                                  onStep: { slot, index, step, logits in
+        slotOf[index] = slot
         if step == 0 { return }
-        (expertLogits + row * stride + (step - 1) * vocabE).update(from: logits.baseAddress!, count: vocabE)
+        (expertLogits + slot * stride + (step - 1) * vocabE).update(from: logits.baseAddress!, count: vocabE)
+    }) { index, generation, _ in
+        let amateurStart = Date()
+        stats.expertSeconds += amateurStart.timeIntervalSince(mark)
+        stats.generatedTokens += generation.ids.count
+        let decisions = try decideSteps(expertLogits: expertLogits + slotOf[index] * stride, vocabE: vocabE, amateur: amateur,
+                                        prompt: prompts[index], generated: generation.ids, settings: settings,
+                                        retokenized: retokenized.map { f in { f(index, $0) } })
+        if let step = decisions.firstIndex(where: { !$0.kl.isFinite || !$0.weights.allSatisfy(\.isFinite) }) {
+            // NaN amateur logits would otherwise reach the JSON writer.
+            throw DecoderError.nonFiniteLogits(row: index, step: step + 1)
+        }
+        stats.count(decisions)
+        stats.amateurSeconds += Date().timeIntervalSince(amateurStart)
+        try onQuestion(index, generation, decisions, stats)
+        mark = Date()
     }
-    stats.expertSeconds += Date().timeIntervalSince(expertStart)
-    stats.generatedTokens += generations.reduce(0) { $0 + $1.ids.count }
+    stats.expertSeconds += Date().timeIntervalSince(mark)
+}
 
-    // 2. Amateur distributions for the same prefixes; steps are decided in parallel, a block at a time.
-    let amateurStart = Date()
-    let steps = generations.map { max(0, $0.ids.count - 1) }
-    let offsets = steps.reduce(into: [0]) { $0.append($0.last! + $1) }
-    let decided = UnsafeMutablePointer<ContrastiveMath.Step?>.allocate(capacity: max(1, offsets.last!))
-    decided.initialize(repeating: nil, count: max(1, offsets.last!))
-    defer { decided.deinitialize(count: max(1, offsets.last!)); decided.deallocate() }
+/// One prompt's steps s ≥ 1 decided: the amateur's distributions for the prefixes `generated[..<s]`
+/// against the expert's (`expertLogits`: (steps, V_E)), in parallel a block at a time.
+private func decideSteps(
+    expertLogits: UnsafePointer<Float>, vocabE: Int, amateur: Decoder, prompt: [Int32], generated: [Int32],
+    settings: SamplingSettings, retokenized: ((_ prefix: [Int32]) -> [Int32])?
+) throws -> [ContrastiveMath.Step] {
+    let steps = max(0, generated.count - 1)
+    guard steps > 0 else { return [] }
+    let decided = UnsafeMutablePointer<ContrastiveMath.Step?>.allocate(capacity: steps)
+    decided.initialize(repeating: nil, count: steps)
+    defer { decided.deinitialize(count: steps); decided.deallocate() }
     let vocabA = amateur.vocabSize
-    // Amateur rows (rows, V_A) for the pairs (row, step) — each writes its own slot of `decided`.
     let (alpha, beta, storeFloor) = (settings.alpha, settings.beta, settings.storedFloor)
     let expertShared = SharedPointer(expertLogits), decidedShared = SharedPointer(decided)
-    func decide(_ pairs: [(row: Int, step: Int)], amateurLogits: UnsafePointer<Float>) {
+    // Amateur rows (count, V_A) for the steps first ..< first+count — each writes its own slot of `decided`.
+    func decide(first: Int, count: Int, amateurLogits: UnsafePointer<Float>) {
         let amateurShared = SharedPointer(amateurLogits)
-        Parallel.forEach(pairs.count) { i in
-            let (row, step) = pairs[i]
-            let e = UnsafeBufferPointer(start: expertShared.base + row * stride + (step - 1) * vocabE, count: vocabE)
+        Parallel.forEach(count) { i in
+            let step = first + i
+            let e = UnsafeBufferPointer(start: expertShared.base + (step - 1) * vocabE, count: vocabE)
             let a = UnsafeBufferPointer(start: amateurShared.base + i * vocabA, count: vocabA)
-            decidedShared.base[offsets[row] + step - 1] = ContrastiveMath.evaluate(expertLogits: e, amateurLogits: a,
-                                                                                    alpha: alpha, beta: beta, storeFloor: storeFloor)
+            decidedShared.base[step - 1] = ContrastiveMath.evaluate(expertLogits: e, amateurLogits: a,
+                                                                     alpha: alpha, beta: beta, storeFloor: storeFloor)
         }
     }
     if let retokenized {
-        var sequences: [[Int32]] = [], owners: [(row: Int, step: Int)] = []
-        for (row, generation) in generations.enumerated() where generation.ids.count > 1 {
-            for step in 1..<generation.ids.count {
-                sequences.append(retokenized(row, Array(generation.ids.prefix(step))))
-                owners.append((row, step))
-            }
-        }
+        let sequences = (1...steps).map { retokenized(Array(generated.prefix($0))) }
         try amateur.scoreBlocks(sequences: sequences, from: sequences.map { $0.count - 1 }) { index, _, _, logits in
-            decide([owners[index]], amateurLogits: logits)
+            decide(first: index + 1, count: 1, amateurLogits: logits)
         }
     } else {
         // Position prompt+s−1 of prompt+targets holds the distribution after targets[:s].
-        let sequences = zip(prompts, generations).map { $0 + $1.ids.dropLast() }
-        try amateur.scoreBlocks(sequences: sequences, from: prompts.map(\.count)) { row, first, rows, logits in
-            let firstStep = first - prompts[row].count + 1
-            decide((0..<rows).map { (row, firstStep + $0) }, amateurLogits: logits)
+        try amateur.scoreBlocks(sequences: [prompt + generated.dropLast()], from: [prompt.count]) { _, first, rows, logits in
+            decide(first: first - prompt.count + 1, count: rows, amateurLogits: logits)
         }
     }
-    let decisions = (0..<prompts.count).map { row in (0..<steps[row]).map { decided[offsets[row] + $0]! } }
-    // NaN amateur logits would otherwise reach the JSON writer.
-    for (row, steps) in decisions.enumerated() {
-        if let step = steps.firstIndex(where: { !$0.kl.isFinite || !$0.weights.allSatisfy(\.isFinite) }) {
-            throw DecoderError.nonFiniteLogits(model: "\(expert.source) or \(amateur.source)", row: row, step: step + 1)
-        }
-    }
-    stats.amateurSeconds += Date().timeIntervalSince(amateurStart)
-    return (generations, decisions)
+    return (0..<steps).map { decided[$0]! }
 }

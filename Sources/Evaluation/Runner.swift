@@ -121,14 +121,13 @@ public final class EvalRunner {
     /// replaced by the next example at once), calling `onItem` with each graded item as it finishes
     /// (finishing order, not file order) and the generation totals so far. Each item's completion is
     /// the one a batch of any size, or the item alone, gives.
-    public func run(_ examples: [EvalExample], maxNewTokens: Int, batchSize: Int, tokenBudget: Int = 2048,
+    public func run(_ examples: [EvalExample], maxNewTokens: Int, batchSize: Int,
                     onItem: (_ item: ItemResult, _ stats: GenerationStats) throws -> Void) throws {
         guard batchSize >= 1, maxNewTokens >= 1 else {
             throw EvaluationError.invalidSetting("batch size (\(batchSize)) and max new tokens (\(maxNewTokens)) must be at least 1; hint: --batch-size / --max-new-tokens")
         }
         let prompts = try examples.map(promptIDs)
-        try decoder.generateContinuous(prompts: prompts, maxNewTokens: maxNewTokens, stopIDs: stopIDs, rows: batchSize,
-                                       tokenBudget: tokenBudget) { index, result, stats in
+        try decoder.generateContinuous(prompts: prompts, maxNewTokens: maxNewTokens, stopIDs: stopIDs, rows: batchSize) { index, result, stats in
             try onItem(grade(examples[index], result), stats)
         }
     }

@@ -103,7 +103,7 @@ extension Decoder {
                 }
             }
         }
-        if let poisoned { throw DecoderError.nonFiniteLogits(model: source, row: poisoned.row, step: poisoned.step) }
+        if let poisoned { throw DecoderError.nonFiniteLogits(row: poisoned.row, step: poisoned.step) }
         stats?.pointee.promptTokens = prompts.reduce(0) { $0 + $1.count }
         stats?.pointee.prefillSeconds = Date().timeIntervalSince(prefillStart)
 
@@ -120,7 +120,7 @@ extension Decoder {
                     choose(row: row, logitsRow: out.baseAddress! + position * vocab)
                 }
             }
-            if let poisoned { throw DecoderError.nonFiniteLogits(model: source, row: poisoned.row, step: poisoned.step) }
+            if let poisoned { throw DecoderError.nonFiniteLogits(row: poisoned.row, step: poisoned.step) }
             active = active.filter { !results[$0].stopped }
         }
         stats?.pointee.generatedTokens = results.reduce(0) { $0 + $1.ids.count }
@@ -176,13 +176,17 @@ extension Decoder {
 extension Decoder {
     /// Greedy decoding of a queue of prompts with up to `rows` in flight (continuous batching): when a
     /// row stops, the next prompt is prefilled into its cache slot before the next step, so the batch
-    /// stays full. Each prompt's ids are the same as `generateGreedy` gives it alone or in any batch
-    /// (the kernels' row results do not depend on the other rows).
+    /// stays full. Each prompt's ids and logits are the ones it gets alone, whatever shares the batch:
+    /// every prompt is prefilled in a forward call of its own (the matmul picks its kernel by the call's
+    /// row count, so prompts prefilled together could round differently), and a decode row's result
+    /// does not depend on the other rows.
     ///
     /// `onFinish(index, result, stats)` runs as each prompt finishes (in finishing order), with the
-    /// totals so far.
+    /// totals so far. `onStep(slot, index, step, logits)` sees the logits (V) that chose token `step` of
+    /// prompt `index`, held in cache slot `slot` (0 ..< rows) until `onFinish` for it has returned.
     public func generateContinuous(
-        prompts: [[Int32]], maxNewTokens: Int, stopIDs: Set<Int32>, rows: Int, tokenBudget: Int = 2048,
+        prompts: [[Int32]], maxNewTokens: Int, stopIDs: Set<Int32>, rows: Int,
+        onStep: ((_ slot: Int, _ index: Int, _ step: Int, _ logits: UnsafeBufferPointer<Float>) throws -> Void)? = nil,
         onFinish: (_ index: Int, _ result: GreedyResult, _ stats: GenerationStats) throws -> Void
     ) throws {
         try checkGeneration(prompts: prompts, maxNewTokens: maxNewTokens)
@@ -200,8 +204,9 @@ extension Decoder {
 
         // Picks the slot's next token; a finished row is reported and its slot freed.
         func choose(slot: Int, logitsRow: UnsafePointer<Float>) throws {
+            try onStep?(slot, owner[slot]!, results[slot].ids.count, UnsafeBufferPointer(start: logitsRow, count: vocab))
             let (token, margin) = argmaxWithMargin(logitsRow, count: vocab)
-            if margin.isNaN { throw DecoderError.nonFiniteLogits(model: source, row: owner[slot]!, step: results[slot].ids.count) }
+            if margin.isNaN { throw DecoderError.nonFiniteLogits(row: owner[slot]!, step: results[slot].ids.count) }
             results[slot].ids.append(Int32(token))
             results[slot].margins.append(margin)
             next[slot] = Int32(token)
@@ -226,19 +231,14 @@ extension Decoder {
                 queued += 1
             }
             if !fresh.isEmpty {
-                for group in batches(fresh, tokenBudget: tokenBudget) {
+                for chunk in fresh {
                     let start = Date()
-                    let hidden = try forward(group, cache: cache)
-                    var end = 0
-                    for chunk in group {
-                        end += chunk.tokens.count
-                        logits.withUnsafeMutableBufferPointer { all in
-                            self.logits(hidden: hidden + (end - 1) * hiddenSize, rows: 1, into: all.baseAddress! + chunk.slot * vocab)
-                        }
-                    }
-                    stats.prefillSeconds += Date().timeIntervalSince(start)
-                    for chunk in group {
-                        try logits.withUnsafeBufferPointer { try choose(slot: chunk.slot, logitsRow: $0.baseAddress! + chunk.slot * vocab) }
+                    let hidden = try forward([chunk], cache: cache)
+                    try logits.withUnsafeMutableBufferPointer { all in
+                        let row = all.baseAddress! + chunk.slot * vocab
+                        self.logits(hidden: hidden + (chunk.tokens.count - 1) * hiddenSize, rows: 1, into: row)
+                        stats.prefillSeconds += Date().timeIntervalSince(start)
+                        try choose(slot: chunk.slot, logitsRow: row)
                     }
                 }
                 continue   // rows that finished at once are refilled before decoding

@@ -5,7 +5,7 @@ import Foundation
 /// identity.json of an `eval --out` folder: what produced its items (the model's fingerprint, the adapter's
 /// hash, prompt, decoding limit, grading). `eval --resume` keeps items only when all of it is unchanged;
 /// otherwise it is refused, naming every difference.
-public struct EvalIdentity: OutputIdentity, Equatable, Sendable {
+public struct EvalIdentity: Codable, Equatable, Sendable {
     public static let fileName = "identity.json"
 
     public var model: ModelFingerprint
@@ -56,9 +56,15 @@ public struct EvalIdentity: OutputIdentity, Equatable, Sendable {
                 throw PipelineError.refused(output: directory.path, differences: ["\(url.path) is not an eval identity"],
                                             hint: "use a new --out directory, or evaluate without --resume")
             }
-            try requireSame(as: recorded, in: directory, hint: "use a new --out directory, evaluate without --resume, or the same model and settings")
+            let differences = differences(from: recorded)
+            guard differences.isEmpty else {
+                throw PipelineError.refused(output: directory.path, differences: differences,
+                                            hint: "use a new --out directory, evaluate without --resume, or the same model and settings")
+            }
             return
         }
-        try write(in: directory)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try encoder.encode(self).write(to: url, options: .atomic)
     }
 }

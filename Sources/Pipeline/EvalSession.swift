@@ -119,7 +119,7 @@ public enum EvalSession {
         let handle = try FileHandle(forWritingTo: itemsURL)
         defer { try? handle.close() }
         try handle.seekToEnd()
-        let progress = ProgressReporter(total: dataset.examples.count, label: dataset.name)
+        let progress = ProgressReporter(total: dataset.examples.count, alreadyDone: kept.count, label: dataset.name)
         var fresh: [ItemResult] = []
         var promptTokens = 0, generated = 0, seconds = 0.0
         var correct = kept.filter(\.correct).count

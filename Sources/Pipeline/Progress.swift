@@ -11,29 +11,39 @@ func note(_ text: String) { logger.info("\(text)") }
 /// Progress on stderr: a redrawn line with ETA on a terminal, a plain line every few seconds otherwise.
 public final class ProgressReporter {
     let total: Int
+    /// Items done by an earlier run (a resume): counted in `done`, not in this process's rate.
+    let alreadyDone: Int
     let label: String
-    let start = Date()
+    let start: Date
     var lastPrint = Date.distantPast
     let isTerminal = isatty(STDERR_FILENO) != 0
     var infoEnabled: Bool { logger.logLevel <= .info }
 
-    public init(total: Int, label: String) {
+    public init(total: Int, alreadyDone: Int = 0, label: String, start: Date = Date()) {
         self.total = total
+        self.alreadyDone = alreadyDone
         self.label = label
+        self.start = start
     }
 
     public func update(done: Int, detail: String) {
         let now = Date()
         guard infoEnabled, isTerminal || now.timeIntervalSince(lastPrint) >= 5 || done == total else { return }
         lastPrint = now
-        let elapsed = now.timeIntervalSince(start)
-        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
-        let line = "\(done)/\(total) \(label) | \(detail) | elapsed \(formatSeconds(elapsed)), ETA \(formatSeconds(eta))"
+        let line = self.line(done: done, detail: detail, now: now)
         if isTerminal {
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
         } else {
             logger.info("\(line)")
         }
+    }
+
+    /// The progress line at `now`. The ETA is this process's rate times what is left: items an earlier
+    /// run did count in `done` but not in the rate (they took no time here).
+    public func line(done: Int, detail: String, now: Date) -> String {
+        let elapsed = now.timeIntervalSince(start), doneHere = done - alreadyDone
+        let eta = doneHere > 0 ? elapsed / Double(doneHere) * Double(max(0, total - done)) : 0
+        return "\(done)/\(total) \(label) | \(detail) | elapsed \(formatSeconds(elapsed)), ETA \(formatSeconds(eta))"
     }
 
     public func finish() {

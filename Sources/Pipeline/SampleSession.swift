@@ -56,17 +56,21 @@ public enum SampleSession {
         note("sampling \(todo.count) of \(questions.count) questions (\(questions.count - todo.count) already done) → \(r.out.path)")
 
         let sampler = ContrastiveSampler(expert: expertDecoder, amateur: amateurDecoder, tokenizer: tokenizer, settings: r.settings)
-        let progress = ProgressReporter(total: todo.count, label: "questions")
-        var index = 0
-        while index < todo.count {
-            let batch = Array(todo[index..<min(index + max(1, r.batchSize), todo.count)])
-            for (question, sampled) in zip(batch, try sampler.sampleTraced(batch)) {
-                try log.commit(questionID: question.id, records: sampled.records, trace: sampled.trace?.encoded())
+        let alreadyDone = questions.count - todo.count
+        let progress = ProgressReporter(total: questions.count, alreadyDone: alreadyDone, label: "questions")
+        // Questions finish out of order; they are committed in question order (a finished one waits in
+        // memory for those before it), so the log holds the same bytes at any batch size and the
+        // committed questions are always a prefix of `todo`: a crash loses only what was not committed.
+        var waiting: [Int: SampledQuestion] = [:], committed = 0
+        try sampler.sample(todo, rows: max(1, r.batchSize)) { index, sampled in
+            waiting[index] = sampled
+            while let ready = waiting.removeValue(forKey: committed) {
+                try log.commit(questionID: todo[committed].id, records: ready.records, trace: ready.trace?.encoded())
+                committed += 1
             }
-            index += batch.count
             let s = sampler.stats
             let seconds = s.expertSeconds + s.amateurSeconds
-            progress.update(done: index, detail: String(
+            progress.update(done: alreadyDone + s.questions, detail: String(
                 format: "kept %d/%d steps (%.1f%%), mean KL %.3f, %.1f tok/s",
                 s.stepsKept, s.stepsSeen, s.stepsSeen > 0 ? 100 * Double(s.stepsKept) / Double(s.stepsSeen) : 0,
                 s.meanKL, seconds > 0 ? Double(s.generatedTokens) / seconds : 0))

@@ -342,8 +342,8 @@ struct BenchRunner {
         return try measure("sample one-pass", "B=\(batch) P=\(promptTokens) N=\(newTokens)", "s/question") {
             var stats = SamplingStats()
             let seconds = try Self.time {
-                _ = try contrastiveSteps(expert: expert, amateur: amateur, prompts: prompts, settings: settings,
-                                         stopIDs: [], stats: &stats)
+                try contrastiveSteps(expert: expert, amateur: amateur, prompts: prompts, settings: settings,
+                                     stopIDs: [], rows: batch, stats: &stats) { _, _, _, _ in }
             }
             printError(String(format: "    expert %.1f s, amateur + contrast %.1f s for %d questions", stats.expertSeconds, stats.amateurSeconds, batch))
             return seconds / Double(batch)

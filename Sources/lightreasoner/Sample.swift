@@ -29,7 +29,7 @@ struct Sample: ParsableCommand, LoggedCommand {
     @Option(help: "Output directory.")
     var out: String
 
-    @Option(help: "Questions per batch (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).")
+    @Option(help: "Questions in flight; a finished one is replaced by the next at once (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).")
     var batchSize = ContrastiveSampler.defaultBatchSize
 
     @Flag(help: "Proceed even if the two tokenizers map common ids to different strings.")

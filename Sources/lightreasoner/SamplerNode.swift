@@ -38,7 +38,7 @@ struct SamplerCommand: ParsableCommand, LoggedCommand {
     @Option(help: "Node name in logs and the manifest (default: host-pid).")
     var name: String?
 
-    @Option(help: "Questions per batch (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).")
+    @Option(help: "Questions in flight; a finished one is replaced by the next at once (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).")
     var batchSize = ContrastiveSampler.defaultBatchSize
 
     @Option(help: "Give up after this many seconds without a word from the coordinator.")
@@ -91,7 +91,9 @@ final class ContrastiveQuestionSampler: QuestionSampler {
     let sampler: ContrastiveSampler
     init(_ sampler: ContrastiveSampler) { self.sampler = sampler }
 
-    func sample(_ questions: [Question]) throws -> [SampledQuestion] { try sampler.sampleTraced(questions) }
+    func sample(_ questions: [Question], rows: Int, onQuestion: (_ index: Int, _ sampled: SampledQuestion) throws -> Void) throws {
+        try sampler.sample(questions, rows: rows, onQuestion: onQuestion)
+    }
 
     var report: NodeReport {
         let s = sampler.stats
