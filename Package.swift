@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors", "InputFiles"]),
         .target(name: "Contrast", dependencies: ["Tensors", "Models", "Tokenizer", "Digest", "InputFiles"]),
         .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast", "InputFiles"]),
-        .target(name: "Cluster", dependencies: ["CZeroMQ", "Digest", "Contrast", "Models", "Tokenizer"]),
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "Digest", "Contrast", "Models", "Tokenizer", "InputFiles"]),
         .target(name: "Evaluation", dependencies: ["Models", "Tokenizer", "InputFiles"]),
         // YAML run configs for `lightreasoner run` (configs/*.yaml).
         .target(name: "RunConfig", dependencies: ["InputFiles", "Models", "Contrast", "Training", "Evaluation", .product(name: "Yams", package: "Yams")]),

@@ -18,6 +18,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             _ = try record.jsonLine()
         }
     } catch is SampleDataError {
+    } catch is InputFileError {
     } catch {
         untyped(error, "jsonl records")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Contrast
+import InputFiles
 
 /// A peer's routing id on the coordinator's ROUTER socket.
 public typealias PeerID = [UInt8]
@@ -103,6 +104,8 @@ public final class CoordinatorCore {
     public let questions: [Question]
     public let shards: [Range<Int>]
     public let settingsSHA256: String
+    /// The question set's digest, sent with the welcome so nodes record what they compute for.
+    public let questionsSHA256: String
 
     public enum ShardState: Equatable, Sendable {
         case pending
@@ -153,6 +156,7 @@ public final class CoordinatorCore {
         self.config = config
         self.questions = questions
         settingsSHA256 = try SettingsDigest.canonical(config.settings).sha256
+        questionsSHA256 = RunIdentity.questionsDigest(questions)
         shards = stride(from: 0, to: questions.count, by: config.shardSize).map { $0..<min($0 + config.shardSize, questions.count) }
         let done = questions.map { committedIDs.contains($0.id) }
         committed = done
@@ -295,7 +299,9 @@ public final class CoordinatorCore {
             problems.append("amateur model differs from the run's (\(hello.amateur.differences(from: config.amateur)))")
         }
         if let theirs = hello.settingsSHA256, theirs != settingsSHA256 {
-            problems.append("sampling settings differ (node \(theirs.prefix(12)), run \(settingsSHA256.prefix(12)))")
+            let named = hello.settings.map { fieldDifferences(config.settings, $0) } ?? []
+            problems.append("sampling settings differ (" + (named.isEmpty ? "node \(theirs.prefix(12)), run \(settingsSHA256.prefix(12))"
+                                                                          : "run → node: " + named.joined(separator: ", ")) + ")")
         }
         if !problems.isEmpty {
             stats.refusals += 1
@@ -318,7 +324,7 @@ public final class CoordinatorCore {
         effects.append(.send(to: peer, outgoing(.welcome(.init(
             settings: config.settings, settingsSHA256: settingsSHA256,
             heartbeatMilliseconds: Int(config.heartbeatSeconds * 1000), nodeTimeoutMilliseconds: Int(config.nodeTimeoutSeconds * 1000),
-            maxChunkBytes: config.chunkBytes, totalQuestions: questions.count)))))
+            maxChunkBytes: config.chunkBytes, totalQuestions: questions.count, questionsSHA256: questionsSHA256)))))
         if isComplete { sendDone(peer, into: &effects) }
     }
 

@@ -87,7 +87,7 @@ public struct ModelFingerprint: Codable, Sendable, Equatable {
         return "\(size):\(hasher.hexDigest())"
     }
 
-    /// Human-readable differences, for refusal messages.
+    /// Human-readable differences, every file named, for refusal messages.
     public func differences(from other: ModelFingerprint) -> String {
         if scheme != other.scheme { return "fingerprint scheme \(scheme) vs \(other.scheme)" }
         var parts: [String] = []
@@ -98,7 +98,7 @@ public struct ModelFingerprint: Codable, Sendable, Equatable {
             default: parts.append("\(name) differs")
             }
         }
-        return parts.isEmpty ? "digests differ" : parts.prefix(4).joined(separator: ", ") + (parts.count > 4 ? ", …" : "")
+        return parts.isEmpty ? "digests differ" : parts.joined(separator: ", ")
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Contrast
+import InputFiles
 
 public struct NodeConfig: Sendable {
     public var name: String
@@ -61,6 +62,8 @@ public final class NodeCore {
     public private(set) var runID: String?
     public private(set) var settings: SamplingSettings?
     public private(set) var settingsSHA256: String?
+    /// The run's question set, as its welcome named it (nil from a coordinator that does not send it).
+    public private(set) var questionsSHA256: String?
     public private(set) var committedCount = 0
     public private(set) var duplicateCount = 0
     private var resultsComputed = 0
@@ -121,7 +124,22 @@ public final class NodeCore {
                 return effects
             }
             let rejoining = runID != nil
+            if rejoining {
+                // What this node's results so far were computed with must still be the run's: a coordinator
+                // that changed them under the same run id would commit a mixture. Every difference is named.
+                var differences = settings.map { fieldDifferences($0, welcome.settings) } ?? []
+                if let recorded = questionsSHA256, let now = welcome.questionsSHA256, recorded != now {
+                    differences.append("questions_sha256: \(recorded.prefix(12)) → \(now.prefix(12))")
+                }
+                if !differences.isEmpty {
+                    finish(status: 2, "run \(message.runID) changed since this node joined it (" + differences.joined(separator: ", ")
+                           + "); its \(unacked.count) unacknowledged result(s) were computed with the old ones and are not sent; hint: restart the coordinator with the run's original arguments, or start a new run with a new --out", bye: true, into: &effects)
+                    unacked.removeAll()
+                    return effects
+                }
+            }
             runID = message.runID
+            questionsSHA256 = welcome.questionsSHA256 ?? questionsSHA256
             settings = welcome.settings
             settingsSHA256 = mine
             heartbeatSeconds = max(0.01, Double(welcome.heartbeatMilliseconds) / 1000)
@@ -306,7 +324,7 @@ public final class NodeCore {
         lastHello = now
         effects.append(.send(Message(runID: runID ?? "", body: .hello(.init(
             node: config.name, host: config.host, pid: config.pid, expert: config.expert, amateur: config.amateur,
-            settingsSHA256: settingsSHA256)))))
+            settingsSHA256: settingsSHA256, settings: settingsSHA256 == nil ? nil : settings)))))
     }
 
     private func sendHeartbeat(now: Double, into effects: inout [NodeEffect]) {

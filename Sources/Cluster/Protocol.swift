@@ -72,15 +72,20 @@ public enum Body: Sendable, Equatable {
         public var amateur: ModelFingerprint
         /// Set when the node was welcomed before (it says hello again after a reset).
         public var settingsSHA256: String?
-        public init(node: String, host: String, pid: Int, expert: ModelFingerprint, amateur: ModelFingerprint, settingsSHA256: String? = nil) {
+        /// The settings its results so far were computed with (with `settingsSHA256`), so a refusal can
+        /// name each difference.
+        public var settings: SamplingSettings?
+        public init(node: String, host: String, pid: Int, expert: ModelFingerprint, amateur: ModelFingerprint, settingsSHA256: String? = nil,
+                    settings: SamplingSettings? = nil) {
             self.node = node
             self.host = host
             self.pid = pid
             self.expert = expert
             self.amateur = amateur
             self.settingsSHA256 = settingsSHA256
+            self.settings = settings
         }
-        enum CodingKeys: String, CodingKey { case node, host, pid, expert, amateur, settingsSHA256 = "settings_sha256" }
+        enum CodingKeys: String, CodingKey { case node, host, pid, expert, amateur, settingsSHA256 = "settings_sha256", settings }
     }
     public struct Request: Codable, Sendable, Equatable {
         public var settingsSHA256: String
@@ -143,18 +148,22 @@ public enum Body: Sendable, Equatable {
         public var nodeTimeoutMilliseconds: Int
         public var maxChunkBytes: Int
         public var totalQuestions: Int
+        /// The run's question set (`RunIdentity.questionsDigest`): a node records it with the settings.
+        public var questionsSHA256: String?
         public init(settings: SamplingSettings, settingsSHA256: String, heartbeatMilliseconds: Int,
-                    nodeTimeoutMilliseconds: Int, maxChunkBytes: Int, totalQuestions: Int) {
+                    nodeTimeoutMilliseconds: Int, maxChunkBytes: Int, totalQuestions: Int, questionsSHA256: String? = nil) {
             self.settings = settings
             self.settingsSHA256 = settingsSHA256
             self.heartbeatMilliseconds = heartbeatMilliseconds
             self.nodeTimeoutMilliseconds = nodeTimeoutMilliseconds
             self.maxChunkBytes = maxChunkBytes
             self.totalQuestions = totalQuestions
+            self.questionsSHA256 = questionsSHA256
         }
         enum CodingKeys: String, CodingKey {
             case settings, settingsSHA256 = "settings_sha256", heartbeatMilliseconds = "heartbeat_ms"
             case nodeTimeoutMilliseconds = "node_timeout_ms", maxChunkBytes = "max_chunk_bytes", totalQuestions = "total_questions"
+            case questionsSHA256 = "questions_sha256"
         }
     }
     public struct Lease: Codable, Sendable, Equatable {

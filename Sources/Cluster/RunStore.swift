@@ -1,5 +1,6 @@
 import Foundation
 import Contrast
+import InputFiles
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,7 +55,10 @@ public struct RunIdentity: Codable, Sendable, Equatable {
         if protocolVersion != other.protocolVersion { fields.append("protocol_version") }
         if questions != other.questions || questionsSHA256 != other.questionsSHA256 { fields.append("questions (--data / --max-questions)") }
         if shardSize != other.shardSize { fields.append("shard_size") }
-        if settingsSHA256 != other.settingsSHA256 { fields.append("settings (--alpha/--beta/--max-new-tokens/--amateur-input)") }
+        if settingsSHA256 != other.settingsSHA256 {
+            let named = fieldDifferences(settings, other.settings)
+            fields.append("settings (" + (named.isEmpty ? "their digests" : named.joined(separator: ", ")) + ")")
+        }
         if expert.digest != other.expert.digest { fields.append("expert model (\(expert.differences(from: other.expert)))") }
         if amateur.digest != other.amateur.digest { fields.append("amateur model (\(amateur.differences(from: other.amateur)))") }
         return fields
@@ -103,7 +107,7 @@ public final class RunStore {
             }
             let differences = existing.differences(from: proposed)
             guard differences.isEmpty else {
-                throw ClusterError.usage("\(directory.path) belongs to run \(existing.runID), started with a different \(differences.joined(separator: ", ")); hint: restart with the same arguments to resume it, or use a new --out directory")
+                throw ClusterError.refused("\(directory.path) belongs to run \(existing.runID), started with a different \(differences.joined(separator: ", ")); hint: restart with the same arguments to resume it, or use a new --out directory")
             }
             identity = existing
         } else {

@@ -247,17 +247,6 @@ public final class DurableSampleLog {
     }
 }
 
-/// Reads a samples JSONL file (ours or the original's).
-public func readSampleRecords(_ url: URL) throws -> [SampleRecord] {
-    let data = try Data(contentsOf: url)
-    let decoder = JSONDecoder()
-    return try data.split(separator: UInt8(ascii: "\n")).enumerated().map { index, line in
-        do { return try decoder.decode(SampleRecord.self, from: Data(line)) } catch {
-            throw DatasetError.badLine(file: url.path, line: index + 1, reason: "not a sample record (\(error))")
-        }
-    }
-}
-
 /// Deterministic crash injection for tests: `LIGHTREASONER_CRASH_AFTER=N` aborts the process after N
 /// questions are committed in this run; `LIGHTREASONER_CRASH_MODE=torn` instead dies half-way through
 /// writing question N+1's records.

@@ -88,6 +88,44 @@ public struct SampleRecord: Codable, Sendable, Equatable {
     }
 }
 
+public enum SampleDataError: Error, CustomStringConvertible {
+    case noFiles(path: String)
+    case unreadable(path: String, reason: String)
+    case badRecord(path: String, line: Int, reason: String)
+    case empty(String)
+
+    public var description: String {
+        switch self {
+        case let .noFiles(path): "\(path): no samples.jsonl in this directory; hint: pass the --out directory of `lightreasoner sample` or .jsonl files"
+        case let .unreadable(path, reason): "cannot read \(path): \(reason)"
+        case let .badRecord(path, line, reason):
+            "\(path):\(line): \(reason); hint: one record per line with prompt_id, step, prefix, tokens, token_ids, weights, kl_divergence"
+        case let .empty(reason): reason
+        }
+    }
+}
+
+/// Reads a samples JSONL file (ours or the original's): the one reader of sample records. Blank lines
+/// (and a CRLF's "\r") are skipped; a bad line is named by its 1-based number in the file, counting the
+/// blank ones; a record whose label is not a distribution is refused. File errors are `InputFileError`s.
+public func readSampleRecords(_ url: URL) throws -> [SampleRecord] {
+    let data = try InputFile.read(url)
+    let decoder = JSONDecoder()
+    var records: [SampleRecord] = []
+    for (index, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+        if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+        let record: SampleRecord
+        do { record = try decoder.decode(SampleRecord.self, from: Data(line)) } catch {
+            throw SampleDataError.badRecord(path: url.path, line: index + 1, reason: "not a sample record (\(error))")
+        }
+        if let problem = record.labelProblem {
+            throw SampleDataError.badRecord(path: url.path, line: index + 1, reason: problem)
+        }
+        records.append(record)
+    }
+    return records
+}
+
 /// A question to sample from.
 public struct Question: Sendable, Equatable {
     /// Stable id: the row's `id`/`idx`, else "line-N".

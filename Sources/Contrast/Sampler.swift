@@ -208,7 +208,7 @@ public func contrastiveSteps(
                                         retokenized: retokenized.map { f in { f(index, $0) } })
         if let step = decisions.firstIndex(where: { !$0.kl.isFinite || !$0.weights.allSatisfy(\.isFinite) }) {
             // NaN amateur logits would otherwise reach the JSON writer.
-            throw DecoderError.nonFiniteLogits(row: index, step: step + 1)
+            throw DecoderError.nonFiniteLogits(model: "\(expert.source) or \(amateur.source)", row: index, step: step + 1)
         }
         stats.count(decisions)
         stats.amateurSeconds += Date().timeIntervalSince(amateurStart)

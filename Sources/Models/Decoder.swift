@@ -89,21 +89,21 @@ public struct SequenceChunk: Sendable {
 public enum DecoderError: Error, CustomStringConvertible {
     case cacheFull(slot: Int, needed: Int, capacity: Int)
     case contextTooLong(tokens: Int, maxPositions: Int)
-    /// A prompt with no tokens: there is no position to predict from.
-    case emptyPrompt(row: Int)
+    /// A prompt with no tokens: there is no position to predict from. `model` is the model directory.
+    case emptyPrompt(model: String, row: Int)
     /// max_new_tokens outside 1 ... the room the context leaves after the prompt.
-    case badMaxNewTokens(value: Int, promptTokens: Int, maxPositions: Int)
+    case badMaxNewTokens(model: String, value: Int, promptTokens: Int, maxPositions: Int)
     /// The model produced NaN or infinite logits (broken weights).
-    case nonFiniteLogits(row: Int, step: Int)
+    case nonFiniteLogits(model: String, row: Int, step: Int)
 
     public var description: String {
         switch self {
-        case let .emptyPrompt(row):
-            "prompt \(row) has no tokens; hint: give a non-empty --prompt, or check the tokenizer's chat_template (it rendered nothing)"
-        case let .badMaxNewTokens(value, promptTokens, maxPositions):
-            "max new tokens \(value) must be at least 1 and, with the \(promptTokens)-token prompt, fit the model's max_position_embeddings (\(maxPositions)); hint: lower --max-new-tokens"
-        case let .nonFiniteLogits(row, step):
-            "the model produced NaN or infinite logits (prompt \(row), step \(step)); hint: the weights are broken (check the safetensors files, or the adapter that was merged into them)"
+        case let .emptyPrompt(model, row):
+            "prompt \(row) for \(model) has no tokens; hint: give a non-empty --prompt, or check the chat template in \(model) (tokenizer_config.json chat_template or chat_template.jinja): it rendered nothing"
+        case let .badMaxNewTokens(model, value, promptTokens, maxPositions):
+            "max new tokens \(value) must be at least 1 and, with the \(promptTokens)-token prompt, fit max_position_embeddings (\(maxPositions)) of \(model)/config.json; hint: lower --max-new-tokens"
+        case let .nonFiniteLogits(model, row, step):
+            "\(model) produced NaN or infinite logits (prompt \(row), step \(step)); hint: the weights are broken (check the safetensors files in \(model), or the adapter that was merged into them)"
 
         case let .cacheFull(slot, needed, capacity):
             "KV cache slot \(slot) needs \(needed) positions but holds \(capacity); hint: lower --max-new-tokens or the prompt length"
@@ -234,6 +234,9 @@ public final class Decoder: @unchecked Sendable {
 
     public var vocabSize: Int { config.vocabSize }
 
+    /// The model directory, for messages.
+    public var source: String { checkpoint?.directory.path ?? "the in-memory model" }
+
     /// Chunks up to this many new tokens (decode rows) take the per-row attention kernel.
     static let rowAttentionMaxTokens = 8
 
@@ -336,11 +339,11 @@ extension Decoder {
     /// Refuses what would crash or allocate without bound: empty prompts, and a max_new_tokens
     /// that is not positive or does not fit the context after the longest prompt.
     public func checkGeneration(prompts: [[Int32]], maxNewTokens: Int) throws {
-        if let row = prompts.firstIndex(where: \.isEmpty) { throw DecoderError.emptyPrompt(row: row) }
+        if let row = prompts.firstIndex(where: \.isEmpty) { throw DecoderError.emptyPrompt(model: source, row: row) }
         let longest = prompts.map(\.count).max() ?? 0
         let limit = config.maxPositionEmbeddings
         guard maxNewTokens >= 1, longest <= limit, maxNewTokens <= limit - longest else {
-            throw DecoderError.badMaxNewTokens(value: maxNewTokens, promptTokens: longest, maxPositions: limit)
+            throw DecoderError.badMaxNewTokens(model: source, value: maxNewTokens, promptTokens: longest, maxPositions: limit)
         }
     }
 }

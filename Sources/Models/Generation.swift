@@ -103,7 +103,7 @@ extension Decoder {
                 }
             }
         }
-        if let poisoned { throw DecoderError.nonFiniteLogits(row: poisoned.row, step: poisoned.step) }
+        if let poisoned { throw DecoderError.nonFiniteLogits(model: source, row: poisoned.row, step: poisoned.step) }
         stats?.pointee.promptTokens = prompts.reduce(0) { $0 + $1.count }
         stats?.pointee.prefillSeconds = Date().timeIntervalSince(prefillStart)
 
@@ -120,7 +120,7 @@ extension Decoder {
                     choose(row: row, logitsRow: out.baseAddress! + position * vocab)
                 }
             }
-            if let poisoned { throw DecoderError.nonFiniteLogits(row: poisoned.row, step: poisoned.step) }
+            if let poisoned { throw DecoderError.nonFiniteLogits(model: source, row: poisoned.row, step: poisoned.step) }
             active = active.filter { !results[$0].stopped }
         }
         stats?.pointee.generatedTokens = results.reduce(0) { $0 + $1.ids.count }
@@ -206,7 +206,7 @@ extension Decoder {
         func choose(slot: Int, logitsRow: UnsafePointer<Float>) throws {
             try onStep?(slot, owner[slot]!, results[slot].ids.count, UnsafeBufferPointer(start: logitsRow, count: vocab))
             let (token, margin) = argmaxWithMargin(logitsRow, count: vocab)
-            if margin.isNaN { throw DecoderError.nonFiniteLogits(row: owner[slot]!, step: results[slot].ids.count) }
+            if margin.isNaN { throw DecoderError.nonFiniteLogits(model: source, row: owner[slot]!, step: results[slot].ids.count) }
             results[slot].ids.append(Int32(token))
             results[slot].margins.append(margin)
             next[slot] = Int32(token)

@@ -5,7 +5,7 @@ import Foundation
 /// identity.json of an `eval --out` folder: what produced its items (the model's fingerprint, the adapter's
 /// hash, prompt, decoding limit, grading). `eval --resume` keeps items only when all of it is unchanged;
 /// otherwise it is refused, naming every difference.
-public struct EvalIdentity: Codable, Equatable, Sendable {
+public struct EvalIdentity: OutputIdentity, Equatable, Sendable {
     public static let fileName = "identity.json"
 
     public var model: ModelFingerprint
@@ -56,15 +56,9 @@ public struct EvalIdentity: Codable, Equatable, Sendable {
                 throw PipelineError.refused(output: directory.path, differences: ["\(url.path) is not an eval identity"],
                                             hint: "use a new --out directory, or evaluate without --resume")
             }
-            let differences = differences(from: recorded)
-            guard differences.isEmpty else {
-                throw PipelineError.refused(output: directory.path, differences: differences,
-                                            hint: "use a new --out directory, evaluate without --resume, or the same model and settings")
-            }
+            try requireSame(as: recorded, in: directory, hint: "use a new --out directory, evaluate without --resume, or the same model and settings")
             return
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try encoder.encode(self).write(to: url, options: .atomic)
+        try write(in: directory)
     }
 }

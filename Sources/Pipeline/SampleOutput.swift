@@ -7,7 +7,7 @@ import InputFiles
 /// settings.json of a `sample --out` folder: what produced its records (settings with the system prompt
 /// and decoding limit, both models' fingerprints, the question file's hash). A rerun continues only with
 /// all of it unchanged; otherwise it is refused, naming every difference.
-public struct SampleIdentity: Codable, Equatable, Sendable {
+public struct SampleIdentity: OutputIdentity, Equatable, Sendable {
     public static let fileName = "settings.json"
 
     public var settings: SamplingSettings
@@ -79,16 +79,11 @@ public struct SampleIdentity: Codable, Equatable, Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let url = directory.appendingPathComponent(Self.fileName)
         if FileManager.default.fileExists(atPath: url.path) {
-            let differences = differences(from: try Self.read(from: directory))
-            guard differences.isEmpty else {
-                throw PipelineError.refused(output: directory.path, differences: differences,
-                                            hint: "use a new --out directory, or the same models, data and settings to continue")
-            }
+            try requireSame(as: try Self.read(from: directory), in: directory,
+                            hint: "use a new --out directory, or the same models, data and settings to continue")
             return
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try encoder.encode(self).write(to: url, options: .atomic)
+        try write(in: directory)
     }
 }
 

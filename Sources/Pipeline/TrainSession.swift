@@ -24,11 +24,11 @@ public struct TrainRequest: Sendable {
     public var options = TrainingOptions()
     /// Prefix source, max length, truncation (the system prompt comes from the samples).
     public var data = DataOptions()
-    public var validationFraction = 0.0
+    public var validationFraction = SampleData.defaultValidationFraction
     public var initAdapter: URL?
     public var resume: URL?
     public var reshard = false
-    public var keepCheckpoints = 0
+    public var keepCheckpoints = Trainer.defaultKeepCheckpoints
     public var packing = false
     /// A progress line every N steps.
     public var logEvery = 1

@@ -67,10 +67,10 @@ public struct TrainSection: ConfigSection, Equatable {
     public var warmupSteps = TrainingOptions().warmupSteps
     public var maxGradNorm = TrainingOptions().maxGradNorm
     public var weightDecay = TrainingOptions().optimizer.weightDecay
-    public var validationFraction = 0.0
+    public var validationFraction = SampleData.defaultValidationFraction
     public var evalEvery = TrainingOptions().evalEvery
     public var saveEvery = TrainingOptions().saveEvery
-    public var keepCheckpoints = 0
+    public var keepCheckpoints = Trainer.defaultKeepCheckpoints
     public var packing = false
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -268,7 +268,7 @@ extension PipelineConfig {
         check(t.maxLength >= 2, "train.max_length", "at least 2", t.maxLength)
         check(t.seed >= 0, "train.seed", "≥ 0", t.seed)
         check(t.warmupSteps >= 0 && t.warmupSteps <= t.steps, "train.warmup_steps", "in 0...train.steps (\(t.steps))", t.warmupSteps)
-        check(t.maxGradNorm.isFinite && t.maxGradNorm > 0, "train.max_grad_norm", "a finite number > 0", t.maxGradNorm)
+        check(t.maxGradNorm.isFinite && t.maxGradNorm >= 0, "train.max_grad_norm", "a finite number ≥ 0 (0: no clipping)", t.maxGradNorm)
         check(t.weightDecay.isFinite && t.weightDecay >= 0, "train.weight_decay", "a finite number ≥ 0", t.weightDecay)
         check(t.validationFraction.isFinite && (0..<1).contains(t.validationFraction), "train.validation_fraction", "in [0, 1)", t.validationFraction)
         check(t.evalEvery >= 0, "train.eval_every", "≥ 0", t.evalEvery)

@@ -61,24 +61,10 @@ public struct DatasetReport: Sendable, Codable, Equatable {
     public init() {}
 }
 
-public enum SampleDataError: Error, CustomStringConvertible {
-    case noFiles(path: String)
-    case unreadable(path: String, reason: String)
-    case badRecord(path: String, line: Int, reason: String)
-    case empty(String)
-
-    public var description: String {
-        switch self {
-        case let .noFiles(path): "\(path): no samples.jsonl in this directory; hint: pass the --out directory of `lightreasoner sample` or .jsonl files"
-        case let .unreadable(path, reason): "cannot read \(path): \(reason)"
-        case let .badRecord(path, line, reason):
-            "\(path):\(line): \(reason); hint: one record per line with prompt_id, step, prefix, tokens, token_ids, weights, kl_divergence"
-        case let .empty(reason): reason
-        }
-    }
-}
-
 public enum SampleData {
+    /// The fraction of questions held out for a validation loss unless asked otherwise: none.
+    public static let defaultValidationFraction = 0.0
+
     /// A directory means DIR/samples.jsonl; anything else is a file.
     public static func resolve(_ paths: [String]) throws -> [URL] {
         try paths.map { path in
@@ -93,30 +79,9 @@ public enum SampleData {
         }
     }
 
-    /// Records of all files in order; blank lines skipped, a bad line named by file and line.
+    /// Records of all files in order (`readSampleRecords` per file).
     public static func readRecords(_ files: [URL]) throws -> [SampleRecord] {
-        let decoder = JSONDecoder()
-        var records: [SampleRecord] = []
-        for file in files {
-            let data: Data
-            do { data = try InputFile.read(file) } catch {
-                throw SampleDataError.unreadable(path: file.path, reason: "\(error)")
-            }
-            var lineNumber = 0
-            for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-                lineNumber += 1
-                if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
-                let record: SampleRecord
-                do { record = try decoder.decode(SampleRecord.self, from: Data(line)) } catch {
-                    throw SampleDataError.badRecord(path: file.path, line: lineNumber, reason: "\(error)")
-                }
-                if let problem = record.labelProblem {
-                    throw SampleDataError.badRecord(path: file.path, line: lineNumber, reason: problem)
-                }
-                records.append(record)
-            }
-        }
-        return records
+        try files.flatMap(readSampleRecords)
     }
 
     /// Builds the model inputs: ChatML([system, user question], generation prompt) then the prefix —

@@ -25,7 +25,7 @@ public enum AdapterMerge {
         public var description: String {
             switch self {
             case let .outputIsInput(out, input):
-                "--out \(out) is the same directory as \(input): merging would overwrite the files it reads; hint: pass a new directory for --out"
+                "--out \(out) is \(input) or a folder inside it: merging would overwrite or add to the files it reads; hint: pass a new directory outside the inputs for --out"
             }
         }
     }
@@ -37,8 +37,20 @@ public enum AdapterMerge {
         return x.st_dev == y.st_dev && x.st_ino == y.st_ino
     }
 
+    /// True when `path` is `directory` or lies below it: some existing ancestor of `path` (itself
+    /// included) is the same directory, so links and `..` cannot hide it.
+    static func isInside(_ path: URL, _ directory: URL) -> Bool {
+        var current = path.standardizedFileURL
+        while true {
+            if sameDirectory(current, directory) { return true }
+            let parent = current.deletingLastPathComponent()
+            if parent.path == current.path { return false }
+            current = parent
+        }
+    }
+
     public static func merge(model directory: URL, adapter adapterDirectory: URL, out: URL) throws -> Report {
-        for input in [directory, adapterDirectory] where sameDirectory(out, input) {
+        for input in [directory, adapterDirectory] where isInside(out, input) {
             throw MergeError.outputIsInput(out: out.path, input: input.path)
         }
         let checkpoint = try Checkpoint(directory: directory)

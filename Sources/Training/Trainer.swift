@@ -40,7 +40,9 @@ public final class Trainer {
     /// Rank 0 writes the adapter, metrics and checkpoint contents; every rank writes its rank-<r>.json.
     public var isWriter: Bool { rank == 0 }
     /// Keep only the last N complete checkpoint-<step> directories (0: all).
-    public var keepCheckpoints = 0
+    public var keepCheckpoints = Trainer.defaultKeepCheckpoints
+    /// The default of `keepCheckpoints` for the command, run configs and requests: all.
+    public static let defaultKeepCheckpoints = 0
     /// Opt-in: a step's samples that share a trajectory run as one sequence with several targets (Packing.swift).
     public var packing = false
     /// Recorded in every trainer_state.json (see `TrainerState.provenance`).

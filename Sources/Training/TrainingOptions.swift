@@ -9,6 +9,7 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
     public var accumulation = 2
     public var optimizer = AdamWSettings()
     public var warmupSteps = 0
+    /// Clip the global gradient norm to this; 0 turns clipping off (as in HF Trainer).
     public var maxGradNorm = 1.0
     /// Save a checkpoint every N steps (0: never; the final adapter is always saved).
     public var saveEvery = 200
@@ -43,7 +44,7 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
         try check(o.beta1.isFinite && (0..<1).contains(o.beta1) && o.beta2.isFinite && (0..<1).contains(o.beta2), "AdamW betas", "must be in [0, 1), got \(o.beta1), \(o.beta2)")
         try check(o.epsilon.isFinite && o.epsilon > 0, "AdamW epsilon", "must be a finite positive number, got \(o.epsilon)")
         try check(o.weightDecay.isFinite && o.weightDecay >= 0, "--weight-decay", "must be a finite number ≥ 0, got \(o.weightDecay)")
-        try check(maxGradNorm.isFinite && maxGradNorm > 0, "--max-grad-norm", "must be a finite positive number, got \(maxGradNorm)")
+        try check(maxGradNorm.isFinite && maxGradNorm >= 0, "--max-grad-norm", "must be a finite number ≥ 0 (0: no clipping), got \(maxGradNorm)")
         try check(warmupSteps >= 0 && warmupSteps <= steps, "--warmup-steps", "must be in 0...\(steps), got \(warmupSteps)")
         try check(saveEvery >= 0 && evalEvery >= 0, "--save-every / --eval-every", "must be ≥ 0")
     }

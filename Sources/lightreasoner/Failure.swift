@@ -26,11 +26,11 @@ enum ExitStatus: Int32, CaseIterable {
     var meaning: String {
         switch self {
         case .failure: "a runtime error not covered below (the message says which)"
-        case .usage: "bad flags or option values; the usage is printed"
-        case .badInput: "an input is malformed or inconsistent: model, tokenizer, samples, dataset, config"
+        case .usage: "bad flags or option values; the usage is printed, except for a value only the model rules out (e.g. --max-new-tokens beyond its context)"
+        case .badInput: "an input is malformed or inconsistent: model (NaN weights included), tokenizer, chat template, prompt, samples, dataset, config"
         case .missingInput: "an input file or directory does not exist"
         case .unavailable: "the cluster failed: MPI, ZeroMQ, or ranks that disagree"
-        case .refused: "an output already holds work made differently; continuing would mix the two"
+        case .refused: "an output already holds work made differently (continuing would mix the two), or is one of the inputs"
         case .ioError: "reading or writing a file failed (disk full, permissions)"
         }
     }
@@ -76,6 +76,20 @@ extension ExitStatus {
             case .refused: self = .refused
             case .io: self = .ioError
             }
+        case let decoder as DecoderError:
+            switch decoder {
+            case .badMaxNewTokens: self = .usage
+            case .emptyPrompt, .nonFiniteLogits, .contextTooLong: self = .badInput
+            case .cacheFull: self = .failure
+            }
+        case let training as TrainingError:
+            switch training {
+            case .invalidOption: self = .usage
+            case .noExamples, .badCheckpoint: self = .badInput
+            case .nonFinite: self = .failure
+            }
+        case SamplingError.invalidSetting: self = .usage
+        case is AdapterMerge.MergeError: self = .refused
         case TokenizerError.missingFile, SafeTensorsError.noSafeTensorsFiles, SafeTensorsError.missingShardFile, EvaluationError.missingRun:
             self = .missingInput
         case is TokenizerError, is ChatTemplateError, is SafeTensorsError, is ModelConfigError, is CheckpointError,

@@ -47,6 +47,7 @@ struct Generate: ParsableCommand, LoggedCommand {
     func validate() throws {
         if prompts.isEmpty && promptsFile == nil { throw ValidationError("give --prompt TEXT (repeatable) or --prompts-file FILE.jsonl") }
         if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
+        if raw, let empty = prompts.firstIndex(of: "") { throw ValidationError("--prompt \(empty + 1) is empty; with --raw it is the whole model input") }
     }
 
     func run() throws {

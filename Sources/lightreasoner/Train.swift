@@ -102,7 +102,7 @@ struct Train: ParsableCommand, LoggedCommand {
     var saveEvery = TrainingOptions().saveEvery
 
     @Option(help: "Hold out this fraction of the questions (all of their prefixes) for a validation loss.")
-    var validationFraction = 0.0
+    var validationFraction = SampleData.defaultValidationFraction
 
     @Option(help: "Validation loss every N steps (and at the end).")
     var evalEvery = TrainingOptions().evalEvery
@@ -123,7 +123,7 @@ struct Train: ParsableCommand, LoggedCommand {
     var logEvery = 1
 
     @Option(help: "Keep only the newest N checkpoint-<step> directories (0: all).")
-    var keepCheckpoints = 0
+    var keepCheckpoints = Trainer.defaultKeepCheckpoints
 
     @Flag(help: "Data-parallel over MPI ranks (implied when launched by Open MPI's mpirun, OMPI_COMM_WORLD_SIZE set).")
     var mpi = false
@@ -142,26 +142,28 @@ struct Train: ParsableCommand, LoggedCommand {
         if packing, compatPadPosition { throw ValidationError("--packing cannot be combined with --compat-pad-position") }
         if let rank, rank < 1 { throw ValidationError("--rank must be at least 1") }
         if !(0..<1).contains(dropout) { throw ValidationError("--dropout must be in [0, 1)") }
-        if steps < 1 { throw ValidationError("--steps must be at least 1") }
-        if batchSize < 1 || accumulation < 1 { throw ValidationError("--batch-size and --accumulation must be at least 1") }
         if maxLength < 2 { throw ValidationError("--max-length must be at least 2") }
-        if !(lr > 0) { throw ValidationError("--lr must be positive") }
         if !(0..<1).contains(validationFraction) { throw ValidationError("--validation-fraction must be in [0, 1)") }
         if keepCheckpoints < 0 { throw ValidationError("--keep-checkpoints must be at least 0") }
         if reshard, resume == nil { throw ValidationError("--reshard needs --resume") }
         if initAdapter != nil, resume != nil { throw ValidationError("--init-adapter and --resume exclude each other (a checkpoint holds its adapter)") }
-        _ = try parsedTargets()
+        // The optimisation's ranges have one home, TrainingOptions.validate(); here they are usage errors.
+        do { try request().options.validate() } catch let TrainingError.invalidOption(key, reason) {
+            throw ValidationError("\(key) \(reason)")
+        }
     }
 
     func parsedTargets() throws -> [LoRATarget]? {
         guard let targets else { return nil }
-        return try targets.split(separator: ",").map { name in
+        let parsed = try targets.split(separator: ",").map { name in
             let trimmed = name.trimmingCharacters(in: .whitespaces)
             guard let target = LoRATarget(rawValue: trimmed) else {
                 throw ValidationError("--targets: unknown module '\(trimmed)'; choose from \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             return target
         }
+        if parsed.isEmpty { throw ValidationError("--targets names no projection, so nothing would be trained; e.g. --targets q_proj,v_proj") }
+        return parsed
     }
 
     /// The flags as typed values.

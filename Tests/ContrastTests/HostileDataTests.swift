@@ -36,6 +36,24 @@ import Contrast
         }
     }
 
+    /// Sample files have one reader (train, relabel, reports, the durable log): blank and CRLF lines are
+    /// skipped but counted, so a bad line is named by its number in the file.
+    @Test func sampleRecordLinesAreNumberedInTheFile() throws {
+        let record = try SampleRecord(promptID: "q", step: 1, prefix: "a", tokens: ["b", "c"], tokenIDs: [5, 6], weights: [0.75, 0.25],
+                                      klDivergence: 0.5, questionID: "q", prefixIDs: [4]).jsonLine()
+        let good = [UInt8]("\n".utf8) + record + Array("\r\n\n  \n".utf8) + record + [10]
+        #expect(try readSampleRecords(file(good)).map(\.tokenIDs) == [[5, 6], [5, 6]])
+        for (bad, reason) in [(Array("{\"prompt_id\": 3}".utf8), "not a sample record"),
+                              (Array(String(decoding: record, as: UTF8.self).replacingOccurrences(of: "0.25", with: "0.5").utf8), "sum to 1.25")] {
+            let url = try file(good + Array("\n".utf8) + bad + Array("\n".utf8) + record)
+            #expect {
+                _ = try readSampleRecords(url)
+            } throws: { error in
+                "\(error)".hasPrefix("\(url.path):7: ") && "\(error)".contains(reason) && "\(error)".contains("hint: ")
+            }
+        }
+    }
+
     @Test func settingsMustBeFiniteAndInRange() throws {
         var ok = SamplingSettings()
         try ok.validate(maxPositions: 1024)

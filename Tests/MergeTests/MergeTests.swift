@@ -72,7 +72,8 @@ import Training
         _ = try Decoder(directory: out)
     }
 
-    /// Issue 18: `merge --out D --model D` used to delete D/config.json and corrupt its weights.
+    /// Issue 18: `merge --out D --model D` used to delete D/config.json and corrupt its weights; a folder
+    /// inside D (however spelled) would add files to the base model.
     @Test func mergingIntoTheBaseOrAdapterDirectoryIsRefused() throws {
         let base = try makeTemporaryDirectory("merge-into-self")
         for name in try FileManager.default.contentsOfDirectory(atPath: Repo.model("tiny-expert").path) {
@@ -82,12 +83,15 @@ import Training
         let weights = try Data(contentsOf: base.appendingPathComponent("model.safetensors"))
         let link = base.deletingLastPathComponent().appendingPathComponent("link-\(UUID().uuidString)")
         try FileManager.default.createSymbolicLink(at: link, withDestinationURL: base)
-        for out in [base, link, URL(fileURLWithPath: base.path + "/.")] {
+        let inside = [base.appendingPathComponent("merged"), link.appendingPathComponent("a/b"),
+                      URL(fileURLWithPath: base.path + "/x/../merged"), URL(fileURLWithPath: link.path + "/..").appendingPathComponent(link.lastPathComponent + "/m")]
+        for out in [base, link, URL(fileURLWithPath: base.path + "/.")] + inside {
             #expect(throws: AdapterMerge.MergeError.outputIsInput(out: out.path, input: base.path)) {
                 try AdapterMerge.merge(model: base, adapter: adapter, out: out)
             }
         }
         #expect(throws: AdapterMerge.MergeError.self) { try AdapterMerge.merge(model: base, adapter: adapter, out: adapter) }
+        #expect(throws: AdapterMerge.MergeError.self) { try AdapterMerge.merge(model: base, adapter: adapter, out: adapter.appendingPathComponent("m")) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: base.path).sorted() == before)
         #expect(try Data(contentsOf: base.appendingPathComponent("model.safetensors")) == weights)
     }

@@ -13,7 +13,7 @@ import TestSupport
         #expect {
             _ = try decoder.generateGreedy(prompts: [[1, 2], []], maxNewTokens: 4, stopIDs: [])
         } throws: { error in
-            guard case .emptyPrompt(row: 1)? = error as? DecoderError else { return false }
+            guard case .emptyPrompt(_, row: 1)? = error as? DecoderError else { return false }
             return "\(error)".contains("--prompt")
         }
     }
@@ -23,7 +23,7 @@ import TestSupport
             #expect {
                 _ = try decoder.generateGreedy(prompts: [[1, 2]], maxNewTokens: value, stopIDs: [])
             } throws: { error in
-                guard case .badMaxNewTokens(value, 2, 128)? = error as? DecoderError else { return false }
+                guard case .badMaxNewTokens(_, value, 2, 128)? = error as? DecoderError else { return false }
                 return "\(error)".contains("max_position_embeddings (128)")
             }
         }
@@ -36,7 +36,7 @@ import TestSupport
         #expect {
             _ = try poisoned.generateGreedy(prompts: [[1, 2]], maxNewTokens: 4, stopIDs: [])
         } throws: { error in
-            guard case .nonFiniteLogits(row: 0, step: 0)? = error as? DecoderError else { return false }
+            guard case .nonFiniteLogits(_, row: 0, step: 0)? = error as? DecoderError else { return false }
             return "\(error)".contains("NaN")
         }
     }

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import RunConfig
+import Training
 
 final class RunConfigTests: XCTestCase {
     let minimal = """
@@ -32,6 +33,30 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(c.sample.beta, 0.4)
         XCTAssertNil(c.sample.maxQuestions)
         XCTAssertEqual(c.eval.data, ["gsm8k"])
+    }
+
+    /// One meaning of train.max_grad_norm 0 (no clipping) for the comments, validation and the trainer;
+    /// defaults shared with the Training module.
+    func testMaxGradNormZeroIsOffAndDefaultsAreTraining() throws {
+        func config(maxGradNorm: String) throws -> PipelineConfig {
+            try PipelineConfig.parse(yaml: minimal.replacingOccurrences(of: "steps: 5", with: "steps: 5, max_grad_norm: \(maxGradNorm)"), source: "m.yaml")
+        }
+        let off = try config(maxGradNorm: "0")
+        XCTAssertEqual(off.train.maxGradNorm, 0)
+        XCTAssertEqual(off.problems(), [])
+        let negative = try config(maxGradNorm: "-0.5").problems()
+        XCTAssertEqual(negative.count, 1)
+        XCTAssertTrue(negative.first?.hasPrefix("train.max_grad_norm: must be a finite number ≥ 0 (0: no clipping)") == true, "\(negative)")
+        for bad in [".inf", ".nan"] {
+            XCTAssertThrowsError(try config(maxGradNorm: bad)) { XCTAssertTrue("\($0)".contains("train.max_grad_norm"), "\($0)") }
+        }
+        for name in ["tiny", "tiny-sweep", "qwen2.5-math-1.5b", "qwen2.5-math-7b"] {
+            let text = try String(contentsOf: Repo.path("configs/\(name).yaml"), encoding: .utf8)
+            XCTAssertTrue(text.contains("max_grad_norm") == false || text.contains("(0: off)"), "\(name).yaml documents max_grad_norm 0")
+        }
+        let defaults = try PipelineConfig.parse(yaml: minimal, source: "m.yaml").train
+        XCTAssertEqual(defaults.validationFraction, SampleData.defaultValidationFraction)
+        XCTAssertEqual(defaults.keepCheckpoints, Trainer.defaultKeepCheckpoints)
     }
 
     func testUnknownKeysNameKeyAndFile() {

@@ -26,6 +26,33 @@ import Training
         }
     }
 
+    /// max_grad_norm 0 turns clipping off (HF Trainer's meaning, the config comments' and `--help`'s):
+    /// validation accepts it and a step equals one under a bound the gradient never reaches; a bound
+    /// it does reach changes the step. Compared bit for bit (the same arithmetic runs).
+    @Test func maxGradNormZeroTurnsClippingOff() throws {
+        func adapterAfterTwoSteps(maxGradNorm: Double) throws -> [Float] {
+            var options = TrainingOptions()
+            options.batchSize = 2
+            options.accumulation = 1
+            options.saveEvery = 0
+            options.maxGradNorm = maxGradNorm
+            try options.validate()
+            let model = tinyTrainingModel()
+            let trainer = try Trainer(model: model, train: try syntheticExamples(6), options: options, outputDirectory: nil, baseModel: "tiny")
+            _ = try trainer.trainStep()
+            _ = try trainer.trainStep()
+            return model.adapter.parameterArray()
+        }
+        let off = try adapterAfterTwoSteps(maxGradNorm: 0)
+        #expect(off == (try adapterAfterTwoSteps(maxGradNorm: 1e30)))
+        #expect(off != (try adapterAfterTwoSteps(maxGradNorm: 1e-4)))
+        for bad in [-1, .infinity, .nan] as [Double] {
+            var options = TrainingOptions()
+            options.maxGradNorm = bad
+            #expect { try options.validate() } throws: { "\($0)".hasPrefix("--max-grad-norm") && "\($0)".contains("0: no clipping") }
+        }
+    }
+
     @Test func loraOptionsAreChecked() throws {
         try LoRAConfig().validate(model: model)
         let cases: [(String, LoRAConfig)] = [
