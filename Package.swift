@@ -76,6 +76,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "RunTests", dependencies: ["RunConfig", "Pipeline", "TestSupport"]),
+        .testTarget(name: "RealModelTests", dependencies: ["Models", "Contrast", "Evaluation", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Digest", "Cluster", "Contrast", "Training", "TestSupport"]),
     ]
 )

@@ -9,7 +9,8 @@ struct Run: ParsableCommand, LoggedCommand {
         abstract: "The whole job from a YAML config on one machine: sample → train → merge → eval (before and after).",
         discussion: """
         Configs: configs/tiny.yaml (the tiny pair, under a minute on 2 cores), configs/qwen2.5-math-1.5b.yaml \
-        (the paper's setting), configs/qwen2.5-math-7b.yaml. Every key is documented in those files; unknown \
+        (the paper's setting), configs/qwen2.5-math-7b.yaml, configs/coder-1.5b.yaml (the real pair that \
+        scripts/real-models.sh fetches). Every key is documented in those files; unknown \
         keys are errors. Override any key with --set SECTION.KEY=VALUE (repeatable), e.g. --set train.lr=1e-4 \
         --set eval.data=gsm8k,math.
 

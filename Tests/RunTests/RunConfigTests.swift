@@ -14,16 +14,22 @@ final class RunConfigTests: XCTestCase {
     """
 
     func testShippedConfigsDecode() throws {
-        for name in ["tiny", "qwen2.5-math-1.5b", "qwen2.5-math-7b"] {
-            let url = Repo.path("configs/\(name).yaml")
-            guard FileManager.default.fileExists(atPath: url.path) else { continue }
-            let config = try PipelineConfig.load(file: url)
+        for name in ["tiny", "tiny-sweep", "qwen2.5-math-1.5b", "qwen2.5-math-7b", "coder-1.5b"] {
+            let config = try PipelineConfig.load(file: Repo.path("configs/\(name).yaml"))
             XCTAssertFalse(config.models.expert.isEmpty, name)
         }
         let tiny = try PipelineConfig.load(file: Repo.path("configs/tiny.yaml"))
         XCTAssertEqual(tiny.models.expert, "models/tiny-expert")
         XCTAssertEqual(tiny.train.targets.map(\.rawValue), ["q_proj", "v_proj"])
         XCTAssertEqual(tiny.eval.limit, 50)
+        XCTAssertFalse(tiny.train.packing)
+        // The real pair scripts/real-models.sh fetches: the paper's sampling, packed training.
+        let coder = try PipelineConfig.load(file: Repo.path("configs/coder-1.5b.yaml"))
+        XCTAssertEqual(coder.models.expert, "models/real/qwen2.5-coder-1.5b-instruct")
+        XCTAssertEqual(coder.models.amateur, "models/real/qwen2.5-coder-0.5b-instruct")
+        XCTAssertEqual(coder.sample.maxQuestions, 1000)
+        XCTAssertEqual(coder.sample.beta, 0.4)
+        XCTAssertTrue(coder.train.packing)
     }
 
     func testDefaultsFillAbsentKeys() throws {
