@@ -55,12 +55,24 @@ public struct RunHistory: Codable, Equatable, Sendable {
         public var status: String
         public var reason: String?
         public var seconds: Double?
+        /// The stage's own peak resident memory (Linux; the process's peak is reset when a stage starts).
+        public var peakResidentBytes: Int?
+        /// Compute threads the stage used.
+        public var threads: Int?
 
-        public init(stage: String, status: String, reason: String? = nil, seconds: Double? = nil) {
+        enum CodingKeys: String, CodingKey {
+            case stage, status, reason, seconds
+            case peakResidentBytes = "peak_rss_bytes", threads
+        }
+
+        public init(stage: String, status: String, reason: String? = nil, seconds: Double? = nil,
+                    peakResidentBytes: Int? = nil, threads: Int? = nil) {
             self.stage = stage
             self.status = status
             self.reason = reason
             self.seconds = seconds
+            self.peakResidentBytes = peakResidentBytes
+            self.threads = threads
         }
     }
 

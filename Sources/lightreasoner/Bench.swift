@@ -1,6 +1,7 @@
 import ArgumentParser
 import Contrast
 import Foundation
+import Pipeline
 import Models
 import SafeTensors
 import Tensors

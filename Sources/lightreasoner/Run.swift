@@ -18,7 +18,7 @@ struct Run: ParsableCommand, LoggedCommand {
         - effective-config.yaml: the config after overrides, compared stage by stage on a rerun
         - samples/, train/, merged/, eval-base/, eval-tuned/: each stage's outputs (the stage commands' layouts)
         - logs/<stage>.log: each stage's output; logs/run.log the stage timings
-        - run.json: per stage: ran or skipped, seconds; accuracies before and after
+        - run.json: per stage: ran or skipped, seconds, peak memory, threads; accuracies before and after
 
         The stages run in this process, one after the other. A stage whose output is complete is skipped, \
         so rerunning the same command after a crash continues: sampling skips finished questions, training \
@@ -59,87 +59,36 @@ struct Run: ParsableCommand, LoggedCommand {
             try pipeline.yaml().write(to: runURL.appendingPathComponent(RunPlan.effectiveConfigName), atomically: true, encoding: .utf8)
         }
 
-        var record: [RunHistory.Stage] = []
-        let started = ISO8601DateFormatter().string(from: Date())
-        func appendHistory(_ seconds: Double) throws {
-            try RunHistory.append(.init(started: started, config: config, overrides: overrides, stages: record, seconds: seconds,
-                                        accuracyBefore: plan.run.accuracies("eval-base"), accuracyAfter: plan.run.accuracies("eval-tuned")),
-                                  in: runURL)
+        let execution = RunExecution(plan: plan, configPath: config, overrides: overrides, notes: moved)
+        let outcome = try execution.execute(dryRun: dryRun, scope: LogTee.shared.during) { printStageEvent($0, logs: runURL.appendingPathComponent("logs")) }
+        switch outcome {
+        case .dryRun: return
+        case .stopped: throw ExitCode.failure
+        case let .complete(before, after):
+            var result = "run complete: \(runURL.path)"
+            for (label, values) in [("before", before), ("after", after)] {
+                guard let values else { continue }
+                result += "; accuracy \(label): " + values.sorted { $0.key < $1.key }
+                    .map { String(format: "%@ %.1f%%", $0.key, 100 * $0.value) }.joined(separator: ", ")
+            }
+            print(result)
         }
-        let runLog = dryRun ? nil : try LogFile(runURL.appendingPathComponent("logs/run.log"))
-        runLog?.write("== \(ISO8601DateFormatter().string(from: Date())) lightreasoner run \(config) \(overrides.map { "--set \($0)" }.joined(separator: " "))")
-        moved.forEach { runLog?.write($0) }
-        let total = Date()
-        // Stages are planned one at a time: train resumes from the newest checkpoint present when it starts.
-        for name in plan.stages.map(\.name) {
-            guard let stage = plan.stages.first(where: { $0.name == name }) else { continue }
-            if let reason = stage.complete(in: plan.run) {
-                let line = "stage \(stage.name): skipped (\(reason))"
-                printError(line)
-                runLog?.write(line)
-                record.append(.init(stage: stage.name, status: "skipped", reason: reason))
-                continue
-            }
-            if dryRun {
-                printError("stage \(stage.name): would run: \(stage.summary)")
-                continue
-            }
-            printError("\n== stage \(stage.name): \(stage.summary)")
-            let log = try LogFile(runURL.appendingPathComponent("logs/\(stage.name).log"))
-            log.write("== \(ISO8601DateFormatter().string(from: Date())) \(stage.summary)")
-            let start = Date()
-            // Only training stops cleanly on SIGTERM/Ctrl-C (with a checkpoint); the other stages end at once and resume.
-            var termination: TerminationFlag?
-            if case .train = stage.work { termination = TerminationFlag() }
-            defer { termination = nil }
-            do {
-                try LogTee.shared.during(log) { try stage.run(shouldStop: { termination?.isRaised ?? false }) }
-            } catch {
-                let seconds = Date().timeIntervalSince(start)
-                log.write(errorMessage(error))
-                record.append(.init(stage: stage.name, status: "failed", reason: "\(error)", seconds: seconds))
-                try appendHistory(Date().timeIntervalSince(total))
-                runLog?.write("stage \(stage.name): failed after \(String(format: "%.1f", seconds))s: \(error)")
-                printError("stage \(stage.name) failed; see \(runURL.path)/logs/\(stage.name).log. Correct the cause and rerun to continue (stages whose inputs are unchanged are kept).")
-                throw error
-            }
-            let seconds = Date().timeIntervalSince(start)
-            guard stage.complete(in: plan.run) != nil else {
-                record.append(.init(stage: stage.name, status: "stopped", reason: termination?.received.map { "signal \($0)" }, seconds: seconds))
-                try appendHistory(Date().timeIntervalSince(total))
-                runLog?.write("stage \(stage.name): stopped before the end")
-                printError("stage \(stage.name) stopped before its end (interrupted?); rerun the same command to continue")
-                throw ExitCode.failure
-            }
-            let line = String(format: "stage %@: done in %.1fs", stage.name, seconds)
-            printError(line)
-            runLog?.write(line)
-            record.append(.init(stage: stage.name, status: "ran", seconds: seconds))
-        }
-        if dryRun { return }
-        try appendHistory(Date().timeIntervalSince(total))
-        let before = plan.run.accuracies("eval-base"), after = plan.run.accuracies("eval-tuned")
-        var result = "run complete: \(runURL.path)"
-        for (label, values) in [("before", before), ("after", after)] {
-            guard let values else { continue }
-            result += "; accuracy \(label): " + values.sorted { $0.key < $1.key }
-                .map { String(format: "%@ %.1f%%", $0.key, 100 * $0.value) }.joined(separator: ", ")
-        }
-        runLog?.write(result)
-        print(result)
     }
 }
 
-/// An append-only text log.
-final class LogFile {
-    let handle: FileHandle
-    init(_ url: URL) throws {
-        if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
-        handle = try FileHandle(forWritingTo: url)
-        handle.seekToEndOfFile()
+/// What `run` and `sweep` print as a stage goes (`label` names a sweep point).
+func printStageEvent(_ event: StageEvent, logs: URL, label: String = "") {
+    switch event {
+    case let .skipped(stage, reason): printError("\(label)stage \(stage): skipped (\(reason))")
+    case let .wouldRun(stage, summary): printError("\(label)stage \(stage): would run: \(summary)")
+    case let .started(stage, summary): printError("\n== \(label)stage \(stage): \(summary)")
+    case let .finished(stage, seconds, peak):
+        printError(String(format: "%@stage %@: done in %.1fs", label, stage, seconds) + (peak.map { ", peak RSS \(formatBytes($0))" } ?? ""))
+    case let .stopped(stage):
+        printError("\(label)stage \(stage) stopped before its end (interrupted?); rerun the same command to continue")
+    case let .failed(stage, _):
+        printError("\(label)stage \(stage) failed; see \(logs.path)/\(stage).log. Correct the cause and rerun to continue (stages whose inputs are unchanged are kept).")
     }
-    func write(_ line: String) { handle.write(Data((line + "\n").utf8)) }
-    deinit { try? handle.close() }
 }
 
 /// While `run` executes a stage, the diagnostics also go to that stage's log file.

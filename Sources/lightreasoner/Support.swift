@@ -66,23 +66,6 @@ func formatBytes(_ bytes: Int) -> String {
     return unit == 0 ? "\(bytes) B" : String(format: "%.2f %@", value, units[unit])
 }
 
-/// Resident memory of this process from /proc/self/status (Linux), nil elsewhere: the current
-/// size (VmRSS) or the peak (VmHWM).
-enum ResidentMemory: String {
-    case current = "VmRSS:"
-    case peak = "VmHWM:"
-
-    var bytes: Int? {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix(rawValue) {
-            // "VmRSS:\t  123 kB", with no space after the tab once the value has 8 digits.
-            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            if parts.count >= 2, let kib = Int(parts[1]) { return kib * 1024 }
-        }
-        return nil
-    }
-}
-
 /// Resolves a user path (relative to the working directory, `~` expanded).
 func userURL(_ path: String) -> URL {
     URL(fileURLWithPath: (path as NSString).expandingTildeInPath)

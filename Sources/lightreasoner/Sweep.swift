@@ -81,28 +81,9 @@ struct Sweep: ParsableCommand, LoggedCommand {
     }
 
     func runStage(_ stage: StagePlan, in run: RunDirectory, logs: URL, label: String = "") throws {
-        if let reason = stage.complete(in: run) {
-            printError("\(label)stage \(stage.name): skipped (\(reason))")
-            return
+        let outcome = try stage.execute(in: run, logs: logs, dryRun: dryRun, scope: LogTee.shared.during) {
+            printStageEvent($0, logs: logs, label: label)
         }
-        if dryRun {
-            printError("\(label)stage \(stage.name): would run: \(stage.summary)")
-            return
-        }
-        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
-        printError("\n== \(label)stage \(stage.name): \(stage.summary)")
-        let log = try LogFile(logs.appendingPathComponent("\(stage.name).log"))
-        log.write("== \(ISO8601DateFormatter().string(from: Date())) \(stage.summary)")
-        let start = Date()
-        // As in `run`: only training stops cleanly on SIGTERM/Ctrl-C (with a checkpoint); the rest resume.
-        var termination: TerminationFlag?
-        if case .train = stage.work { termination = TerminationFlag() }
-        defer { termination = nil }
-        try LogTee.shared.during(log) { try stage.run(shouldStop: { termination?.isRaised ?? false }) }
-        guard stage.complete(in: run) != nil else {
-            printError("\(label)stage \(stage.name) stopped before its end (interrupted?); rerun the same command to continue")
-            throw ExitCode.failure
-        }
-        printError(String(format: "%@stage %@: done in %.1fs", label, stage.name, Date().timeIntervalSince(start)))
+        if case .stopped = outcome { throw ExitCode.failure }
     }
 }

@@ -51,6 +51,13 @@ final class RunCommandTests: XCTestCase {
         XCTAssertEqual(history.invocations.first?.stages.map(\.status), Array(repeating: "ran", count: 5))
         XCTAssertEqual(history.invocations.last?.stages.map(\.status), Array(repeating: "skipped", count: 5))
         XCTAssertNotNil(history.invocations.last?.accuracyAfter)
+        // Each stage that ran records its own resources: the child runs with OPENBLAS_NUM_THREADS=1, and
+        // its peak memory (reset per stage) is at least the tiny expert's f32 weights, below the 24 GiB machine.
+        for stage in history.invocations.first?.stages ?? [] {
+            XCTAssertEqual(stage.threads, 1, stage.stage)
+            let peak = try XCTUnwrap(stage.peakResidentBytes, stage.stage)
+            XCTAssertTrue(peak > 1_000_000 && peak < 24 << 30, "\(stage.stage): \(peak) bytes")
+        }
 
         // A lost stage output is redone, nothing else.
         try FileManager.default.removeItem(at: runDir.appendingPathComponent("eval-tuned/summary.json"))
