@@ -39,10 +39,11 @@ struct RealGreedyReference: Decodable {
        .serialized)
 struct RealModelTests {
     /// f32 compute on both sides over 28 layers and a 151,936-row lm_head: summation order differs
-    /// (BLAS blocking vs PyTorch), so logits agree to ~1e-3, not bit for bit. Steps whose reference
-    /// top-2 margin is below `nearTie` cannot be called either way and end the comparison (flagged).
-    static let logitTolerance = 2e-2
-    static let nearTie = 2e-2
+    /// (BLAS blocking vs PyTorch), so logits are not bit-identical (measured: 3.2e-5 at worst over the
+    /// 256 steps). Steps whose reference top-2 margin is below `nearTie` cannot be called either way and
+    /// end the comparison (flagged); the references' smallest margin is 0.014.
+    static let logitTolerance = 1e-3
+    static let nearTie = 1e-3
 
     @Test func greedyDecodeOfTheExpertEqualsTransformers() throws {
         let reference = try RealGreedyReference.load()
@@ -63,7 +64,7 @@ struct RealModelTests {
             compared += safe
         }
         print("real greedy: \(compared) of \(reference.results.count * 64) steps compared, \(flagged) prompt(s) cut at a near-tie, max |Δ chosen logit| = \(worst)")
-        #expect(compared >= reference.results.count * 32, "too few steps before a near-tie to mean anything")
+        #expect(compared >= reference.results.count * 48, "too few steps before a near-tie to mean anything")
         #expect(worst <= Self.logitTolerance, "max |Δ chosen logit| = \(worst)")
     }
 
