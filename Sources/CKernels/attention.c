@@ -103,7 +103,7 @@ __attribute__((target("avx512f"))) static void attention_avx512(int group, int d
 
 int lr_attention_vectorized(int d) {
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-    return lr_isa_level() == 2 && d % 16 == 0;
+    return lr_isa_level() >= 2 && d % 16 == 0;
 #else
     (void)d;
     return 0;

@@ -27,6 +27,14 @@ static inline float bf16_to_f32(uint16_t b) {
     return f;
 }
 
+// Round to nearest even, as torch's bfloat16 cast and vcvtneps2bf16 do; NaN stays NaN.
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);
+    return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);
+}
+
 // Reference path, also the fallback: plain loops, any m.
 static void skinny_portable(int m, int n0, int n1, int k, const float *x, int ldx, const float *wf,
                             const uint16_t *wb, float *y, int ldy, int accumulate) {
@@ -131,6 +139,130 @@ MICRO512(1, f32, float, LOAD512_F32, W_F32, 8) MICRO512(2, f32, float, LOAD512_F
 MICRO512(1, bf16, uint16_t, LOAD512_BF16, W_BF16, 8) MICRO512(2, bf16, uint16_t, LOAD512_BF16, W_BF16, 8)
 MICRO256(1, f32, float, LOAD256_F32, W_F32, 8) MICRO256(1, bf16, uint16_t, LOAD256_BF16, W_BF16, 8)
 
+// AVX-512, BF16 weights, f32 compute: one 64-byte load holds 32 weights; a bf16 is the top half of
+// an f32, so a shift by 16 gives the even columns and a mask the odd ones as exact f32, without the
+// cross-lane widening. x is split the same way once per call (split_x512: each 32-column group holds
+// its 16 even then its 16 odd columns; a tail of fewer than 32 stays in place), so each pair of FMAs
+// covers 32 columns. Every (x row, weight row) pair sums in the same order in every kernel of this
+// family, so a row's outputs stay the same bits in any batch.
+#define MICRO_EO(T, M)                                                                                 \
+    __attribute__((target("avx512f"))) static void micro_eo_##T##_##M(                                 \
+        int kc, const uint16_t *w, long ldw, int live, const float *x, int ldx, float *y, int ldy,     \
+        int add, const char *pf, long pfld, int pfstep) {                                              \
+        const uint16_t *wr[T];                                                                         \
+        for (int r = 0; r < T; r++) wr[r] = w + (r < live ? r : 0) * ldw;                              \
+        const __m512i odd = _mm512_set1_epi32((int)0xffff0000u);                                       \
+        __m512 acc[T][M];                                                                              \
+        for (int r = 0; r < T; r++)                                                                    \
+            for (int i = 0; i < M; i++) acc[r][i] = _mm512_setzero_ps();                               \
+        int j = 0;                                                                                     \
+        for (; j + 32 <= kc; j += 32) {                                                                \
+            if (pf)                                                                                    \
+                for (int r = 0; r < T; r++) _mm_prefetch(pf + r * pfld + (long)(j / 32) * pfstep, _MM_HINT_T0); \
+            __m512i raw[T];                                                                            \
+            __m512 wv[T];                                                                              \
+            for (int r = 0; r < T; r++) raw[r] = _mm512_loadu_si512((const void *)(wr[r] + j));        \
+            for (int r = 0; r < T; r++) wv[r] = _mm512_castsi512_ps(_mm512_slli_epi32(raw[r], 16));    \
+            for (int i = 0; i < M; i++) {                                                              \
+                __m512 xv = _mm512_loadu_ps(x + (long)i * ldx + j);                                    \
+                for (int r = 0; r < T; r++) acc[r][i] = _mm512_fmadd_ps(wv[r], xv, acc[r][i]);         \
+            }                                                                                          \
+            for (int r = 0; r < T; r++) wv[r] = _mm512_castsi512_ps(_mm512_and_si512(raw[r], odd));    \
+            for (int i = 0; i < M; i++) {                                                              \
+                __m512 xv = _mm512_loadu_ps(x + (long)i * ldx + j + 16);                               \
+                for (int r = 0; r < T; r++) acc[r][i] = _mm512_fmadd_ps(wv[r], xv, acc[r][i]);         \
+            }                                                                                          \
+        }                                                                                              \
+        for (int i = 0; i < M; i++) {                                                                  \
+            float s[T];                                                                                \
+            for (int g = 0; g < T; g += 4)                                                             \
+                _mm_storeu_ps(s + g, reduce4_512(acc[g][i], acc[g + 1][i], acc[g + 2][i], acc[g + 3][i])); \
+            const float *xi = x + (long)i * ldx;                                                       \
+            float *out = y + (long)i * ldy;                                                            \
+            for (int r = 0; r < live; r++) {                                                           \
+                float v = s[r];                                                                        \
+                for (int t = j; t < kc; t++) v += bf16_to_f32(wr[r][t]) * xi[t];                       \
+                out[r] = add ? out[r] + v : v;                                                         \
+            }                                                                                          \
+        }                                                                                              \
+    }
+MICRO_EO(4, 1) MICRO_EO(4, 2) MICRO_EO(4, 3) MICRO_EO(4, 4) MICRO_EO(4, 5) MICRO_EO(4, 6)
+MICRO_EO(8, 1) MICRO_EO(8, 2)
+
+// x (m, k) → dst (m, k): each full 32-column group of a K block as 16 even then 16 odd columns. The
+// groups start at every K block's start (kc a multiple of 32 except the last), matching the kernels.
+__attribute__((target("avx512f"))) static void split_x512(int m, int k, int kc, const float *x, int ldx,
+                                                           float *dst) {
+    const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd_idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (int i = 0; i < m; i++) {
+        const float *src = x + (long)i * ldx;
+        float *out = dst + (long)i * k;
+        for (int kb = 0; kb < k; kb += kc) {
+            int end = k - kb < kc ? k : kb + kc, j = kb;
+            for (; j + 32 <= end; j += 32) {
+                __m512 a = _mm512_loadu_ps(src + j), b = _mm512_loadu_ps(src + j + 16);
+                _mm512_storeu_ps(out + j, _mm512_permutex2var_ps(a, even_idx, b));
+                _mm512_storeu_ps(out + j + 16, _mm512_permutex2var_ps(a, odd_idx, b));
+            }
+            for (; j < end; j++) out[j] = src[j];
+        }
+    }
+}
+
+// AVX512-BF16 (--compute bf16): vdpbf16ps multiplies 32 bf16 pairs exactly and adds each pair's sum
+// into an f32 lane, so 32 columns per instruction at twice the FMA rate, with no widening at all. x is
+// rounded to bf16 once per call (round_x_bf16512) in natural column order, which is the weights' order.
+#define MICRO_DP(T, M)                                                                                 \
+    __attribute__((target("avx512f,avx512bf16"))) static void micro_dp_##T##_##M(                      \
+        int kc, const uint16_t *w, long ldw, int live, const uint16_t *x, int ldx, float *y, int ldy,  \
+        int add, const char *pf, long pfld, int pfstep) {                                              \
+        const uint16_t *wr[T];                                                                         \
+        for (int r = 0; r < T; r++) wr[r] = w + (r < live ? r : 0) * ldw;                              \
+        __m512 acc[T][M];                                                                              \
+        for (int r = 0; r < T; r++)                                                                    \
+            for (int i = 0; i < M; i++) acc[r][i] = _mm512_setzero_ps();                               \
+        int j = 0;                                                                                     \
+        for (; j + 32 <= kc; j += 32) {                                                                \
+            if (pf)                                                                                    \
+                for (int r = 0; r < T; r++) _mm_prefetch(pf + r * pfld + (long)(j / 32) * pfstep, _MM_HINT_T0); \
+            __m512bh wv[T];                                                                            \
+            for (int r = 0; r < T; r++) wv[r] = (__m512bh)_mm512_loadu_si512((const void *)(wr[r] + j)); \
+            for (int i = 0; i < M; i++) {                                                              \
+                __m512bh xv = (__m512bh)_mm512_loadu_si512((const void *)(x + (long)i * ldx + j));     \
+                for (int r = 0; r < T; r++) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], wv[r], xv);        \
+            }                                                                                          \
+        }                                                                                              \
+        for (int i = 0; i < M; i++) {                                                                  \
+            float s[T];                                                                                \
+            for (int g = 0; g < T; g += 4)                                                             \
+                _mm_storeu_ps(s + g, reduce4_512(acc[g][i], acc[g + 1][i], acc[g + 2][i], acc[g + 3][i])); \
+            const uint16_t *xi = x + (long)i * ldx;                                                    \
+            float *out = y + (long)i * ldy;                                                            \
+            for (int r = 0; r < live; r++) {                                                           \
+                float v = s[r];                                                                        \
+                for (int t = j; t < kc; t++) v += bf16_to_f32(wr[r][t]) * bf16_to_f32(xi[t]);          \
+                out[r] = add ? out[r] + v : v;                                                         \
+            }                                                                                          \
+        }                                                                                              \
+    }
+MICRO_DP(4, 1) MICRO_DP(4, 2) MICRO_DP(4, 3) MICRO_DP(4, 4) MICRO_DP(4, 5) MICRO_DP(4, 6)
+MICRO_DP(8, 1) MICRO_DP(8, 2)
+
+// x (m, k) → bf16 (m, k), round to nearest even (vcvtne2ps2bf16; the tail with the same rule).
+__attribute__((target("avx512f,avx512bf16"))) static void round_x_bf16512(int m, int k, const float *x, int ldx,
+                                                                           uint16_t *dst) {
+    for (int i = 0; i < m; i++) {
+        const float *src = x + (long)i * ldx;
+        uint16_t *out = dst + (long)i * k;
+        int j = 0;
+        for (; j + 32 <= k; j += 32)
+            _mm512_storeu_si512((void *)(out + j),
+                                (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + j + 16), _mm512_loadu_ps(src + j)));
+        for (; j < k; j++) out[j] = f32_to_bf16(src[j]);
+    }
+}
+
 typedef void (*micro_f32_fn)(int, const float *, long, int, const float *, int, float *, int, int, const char *, long, int);
 typedef void (*micro_bf16_fn)(int, const uint16_t *, long, int, const float *, int, float *, int, int, const char *, long, int);
 static const micro_f32_fn micro512_f32[MR512 + 1] = {0, micro_avx512_f32_4_1, micro_avx512_f32_4_2, micro_avx512_f32_4_3,
@@ -169,19 +301,59 @@ static const micro_f32_fn micro256_f32_8[2] = {0, micro_avx2_f32_8_1};
 static const micro_bf16_fn micro256_bf16_8[2] = {0, micro_avx2_bf16_8_1};
 
 static _Thread_local float tile_buffer[TILE * KC];
+static const micro_bf16_fn micro_eo4[MR512 + 1] = {0, micro_eo_4_1, micro_eo_4_2, micro_eo_4_3,
+                                                   micro_eo_4_4, micro_eo_4_5, micro_eo_4_6};
+static const micro_bf16_fn micro_eo8[3] = {0, micro_eo_8_1, micro_eo_8_2};
+typedef void (*micro_dp_fn)(int, const uint16_t *, long, int, const uint16_t *, int, float *, int, int, const char *, long, int);
+static const micro_dp_fn micro_dp4[MR512 + 1] = {0, micro_dp_4_1, micro_dp_4_2, micro_dp_4_3,
+                                                 micro_dp_4_4, micro_dp_4_5, micro_dp_4_6};
+static const micro_dp_fn micro_dp8[3] = {0, micro_dp_8_1, micro_dp_8_2};
 
+// Per-thread copies of x (split for the even/odd kernels, rounded for BF16 compute), grown to the
+// largest rows × K seen; a failed allocation falls back to the kernels that read x in place.
+typedef struct {
+    void *data;
+    long bytes;
+} scratch_t;
+static _Thread_local scratch_t split_scratch, round_scratch;
+static void *scratch(scratch_t *s, long bytes) {
+    if (bytes > s->bytes) {
+        void *grown = realloc(s->data, (size_t)bytes);
+        if (!grown) return 0;
+        s->data = grown;
+        s->bytes = bytes;
+    }
+    return s->data;
+}
+
+// K blocks depend on K alone, so a row's sums are the same bits whatever else is in the batch;
+// multiples of 32 so every block starts an even/odd column group.
+static int k_block(int k) {
+    int blocks = (k + KC - 1) / KC;
+    return ((k + blocks - 1) / blocks + 31) & ~31;
+}
+
+// xb: x rounded to bf16 (row stride k) for the vdpbf16ps kernels, else null (f32 compute).
 static void blocked(int level, int m, int n0, int n1, int k, const float *x, int ldx, const float *wf,
-                    const uint16_t *wb, float *y, int ldy, int accumulate) {
-    const int mr = level == 2 ? MR512 : MR256;
+                    const uint16_t *wb, const uint16_t *xb, float *y, int ldy, int accumulate) {
+    const int mr = level >= 2 ? MR512 : MR256;
+    const int kc = k_block(k);
+    // AVX-512 with BF16 weights, f32 compute: even/odd kernels on a split copy of x (widening in
+    // registers costs two single-cycle ops per 32 weights, so no tile buffer is needed at any M).
+    const float *xs = 0;
+    if (level >= 2 && wb && !xb) {
+        float *split = scratch(&split_scratch, (long)m * k * (long)sizeof(float));
+        if (split) {
+            split_x512(m, k, kc, x, ldx, split);
+            xs = split;
+        }
+    }
     // With at most MR rows each weight is used by one micro call: widen it in registers.
-    const int buffered = wb && m > mr;
-    const int wide = m <= (level == 2 ? 2 : 1);  // 8-row tiles (m ≤ mr, so never buffered)
+    const int buffered = wb && !xs && !xb && m > mr;
+    const int wide = m <= (level >= 2 ? 2 : 1);  // 8-row tiles (m ≤ mr, so never buffered)
     const int tile = wide ? 8 : TILE;
     // Even row chunks (8 rows: 4 + 4, not 6 + 2): a thin chunk is load-bound.
     const int chunk = (m + (m + mr - 1) / mr - 1) / ((m + mr - 1) / mr);
-    // K blocks depend on K alone, so a row's sums are the same bits whatever else is in the batch.
-    int blocks = (k + KC - 1) / KC;
-    int kc = ((k + blocks - 1) / blocks + 15) & ~15;
     for (int nb = n0; nb < n1; nb += N_BLOCK) {
         int nend = n1 - nb < N_BLOCK ? n1 : nb + N_BLOCK;
         for (int kb = 0; kb < k; kb += kc) {
@@ -194,7 +366,7 @@ static void blocked(int level, int m, int n0, int n1, int k, const float *x, int
                 if (wf) {
                     tile_f32 = wf + (long)n * k + kb;
                 } else if (buffered) {
-                    (level == 2 ? widen_tile512 : widen_tile256)(wb + (long)n * k + kb, k, live, kl, tile_buffer);
+                    (level >= 2 ? widen_tile512 : widen_tile256)(wb + (long)n * k + kb, k, live, kl, tile_buffer);
                     tile_f32 = tile_buffer;
                     ldt = kl;
                 }
@@ -208,65 +380,80 @@ static void blocked(int level, int m, int n0, int n1, int k, const float *x, int
                     next = (const char *)(wf ? (const void *)(wf + (long)(n + tile) * k + kb)
                                              : (const void *)(wb + (long)(n + tile) * k + kb));
                     nextld = (long)k * esize;
-                    step = (int)((level == 2 ? 16 : 8) * esize);  // one vector's worth of columns per iteration
+                    // One vector's worth of columns per iteration (the even/odd and dot kernels take 32).
+                    step = (int)((xs || xb ? 32 : level >= 2 ? 16 : 8) * esize);
                 }
                 for (int i = 0; i < m; i += chunk) {
                     int rows = m - i < chunk ? m - i : chunk;
                     const char *pf = i == 0 ? next : 0;
                     const float *xi = x + (long)i * ldx + kb;
                     float *yi = y + (long)i * ldy + n;
-                    if (wide && wf)
-                        (level == 2 ? micro512_f32_8 : micro256_f32_8)[rows](kl, wf + (long)n * k + kb, k, live, xi,
+                    const uint16_t *wt = wb + (long)n * k + kb;
+                    if (xb)
+                        (wide ? micro_dp8 : micro_dp4)[rows](kl, wt, k, live, xb + (long)i * k + kb, k, yi, ldy, add, pf, nextld, step);
+                    else if (xs)
+                        (wide ? micro_eo8 : micro_eo4)[rows](kl, wt, k, live, xs + (long)i * k + kb, k, yi, ldy, add, pf, nextld, step);
+                    else if (wide && wf)
+                        (level >= 2 ? micro512_f32_8 : micro256_f32_8)[rows](kl, wf + (long)n * k + kb, k, live, xi,
                                                                              ldx, yi, ldy, add, pf, nextld, step);
                     else if (wide)
-                        (level == 2 ? micro512_bf16_8 : micro256_bf16_8)[rows](kl, wb + (long)n * k + kb, k, live, xi,
-                                                                               ldx, yi, ldy, add, pf, nextld, step);
+                        (level >= 2 ? micro512_bf16_8 : micro256_bf16_8)[rows](kl, wt, k, live, xi, ldx, yi, ldy, add, pf, nextld, step);
                     else if (tile_f32)
-                        (level == 2 ? micro512_f32 : micro256_f32)[rows](kl, tile_f32, ldt, live, xi, ldx, yi, ldy, add, pf, nextld, step);
+                        (level >= 2 ? micro512_f32 : micro256_f32)[rows](kl, tile_f32, ldt, live, xi, ldx, yi, ldy, add, pf, nextld, step);
                     else
-                        (level == 2 ? micro512_bf16 : micro256_bf16)[rows](kl, wb + (long)n * k + kb, k, live, xi,
-                                                                           ldx, yi, ldy, add, pf, nextld, step);
+                        (level >= 2 ? micro512_bf16 : micro256_bf16)[rows](kl, wt, k, live, xi, ldx, yi, ldy, add, pf, nextld, step);
                 }
             }
         }
     }
 }
 
-// 2: avx512f, 1: avx2+fma, 0: portable; lr_skinny_limit_isa lowers it (tests check every path).
-static int detected_level = -1, level_limit = 2;
+#include <cpuid.h>
+// 3: avx512f + avx512_bf16, 2: avx512f, 1: avx2+fma, 0: portable; lr_skinny_limit_isa lowers it
+// (tests check every path).
+static int detected_level = -1, level_limit = 3;
 int lr_isa_level(void) {
     if (detected_level < 0) {
         __builtin_cpu_init();
-        detected_level = __builtin_cpu_supports("avx512f") ? 2
-                         : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+        int level = __builtin_cpu_supports("avx512f") ? 2
+                    : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+        // AVX512-BF16: CPUID leaf 7 subleaf 1, EAX bit 5 (the OS saves the AVX-512 state: checked above).
+        unsigned a, b, c, d;
+        if (level == 2 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1)) level = 3;
+        detected_level = level;
     }
     return detected_level < level_limit ? detected_level : level_limit;
 }
 
+// Rows in chunks of 128 bound the x block; each re-reads W, so widening costs 1/128 per FMA.
 static void skinny(int m, int n0, int n1, int k, const float *x, int ldx, const float *wf,
-                   const uint16_t *wb, float *y, int ldy, int accumulate) {
+                   const uint16_t *wb, const uint16_t *xb, float *y, int ldy, int accumulate) {
     int level = lr_isa_level();
-    if (level == 0 || m <= 0 || n1 <= n0) {
-        skinny_portable(m, n0, n1, k, x, ldx, wf, wb, y, ldy, accumulate);
-        return;
-    }
-    // Row chunks of 128 bound the x block; each re-reads W, so widening costs 1/128 per FMA.
     for (int i = 0; i < m; i += 128)
-        blocked(level, m - i < 128 ? m - i : 128, n0, n1, k, x + (long)i * ldx, ldx, wf, wb, y + (long)i * ldy,
-                ldy, accumulate);
+        blocked(level, m - i < 128 ? m - i : 128, n0, n1, k, x + (long)i * ldx, ldx, wf, wb, xb ? xb + (long)i * k : 0,
+                y + (long)i * ldy, ldy, accumulate);
+}
+
+static void skinny_dispatch(int m, int n0, int n1, int k, const float *x, int ldx, const float *wf,
+                            const uint16_t *wb, float *y, int ldy, int accumulate) {
+    if (lr_isa_level() == 0 || m <= 0 || n1 <= n0)
+        skinny_portable(m, n0, n1, k, x, ldx, wf, wb, y, ldy, accumulate);
+    else
+        skinny(m, n0, n1, k, x, ldx, wf, wb, 0, y, ldy, accumulate);
 }
 
 const char *lr_skinny_isa(void) {
     int level = lr_isa_level();
-    return level == 2 ? "avx512f" : level == 1 ? "avx2+fma" : "portable";
+    return level == 3 ? "avx512f+avx512bf16" : level == 2 ? "avx512f" : level == 1 ? "avx2+fma" : "portable";
 }
 int lr_skinny_vectorized(void) { return lr_isa_level() > 0; }
 void lr_skinny_limit_isa(int level) { level_limit = level; }
 #else
-static void skinny(int m, int n0, int n1, int k, const float *x, int ldx, const float *wf,
-                   const uint16_t *wb, float *y, int ldy, int accumulate) {
+static void skinny_dispatch(int m, int n0, int n1, int k, const float *x, int ldx, const float *wf,
+                            const uint16_t *wb, float *y, int ldy, int accumulate) {
     skinny_portable(m, n0, n1, k, x, ldx, wf, wb, y, ldy, accumulate);
 }
+int lr_isa_level(void) { return 0; }
 const char *lr_skinny_isa(void) { return "portable"; }
 int lr_skinny_vectorized(void) { return 0; }
 void lr_skinny_limit_isa(int level) { (void)level; }
@@ -274,10 +461,50 @@ void lr_skinny_limit_isa(int level) { (void)level; }
 
 void lr_skinny_f32(int m, int n_begin, int n_end, int k, const float *x, int ldx, const float *w,
                    float *y, int ldy, int accumulate) {
-    skinny(m, n_begin, n_end, k, x, ldx, w, 0, y, ldy, accumulate);
+    skinny_dispatch(m, n_begin, n_end, k, x, ldx, w, 0, y, ldy, accumulate);
 }
 
 void lr_skinny_bf16(int m, int n_begin, int n_end, int k, const float *x, int ldx, const uint16_t *w,
                     float *y, int ldy, int accumulate) {
-    skinny(m, n_begin, n_end, k, x, ldx, 0, w, y, ldy, accumulate);
+    skinny_dispatch(m, n_begin, n_end, k, x, ldx, 0, w, y, ldy, accumulate);
+}
+
+int lr_bf16_dot_native(void) { return lr_isa_level() >= 3; }
+
+void lr_skinny_bf16_dot(int m, int n_begin, int n_end, int k, const float *x, int ldx, const uint16_t *w,
+                        float *y, int ldy, int accumulate) {
+    if (m <= 0 || n_end <= n_begin) return;
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+    if (lr_isa_level() >= 3) {
+        uint16_t *xb = scratch(&round_scratch, (long)m * k * (long)sizeof(uint16_t));
+        if (xb) {
+            round_x_bf16512(m, k, x, ldx, xb);
+            skinny(m, n_begin, n_end, k, x, ldx, 0, w, xb, y, ldy, accumulate);
+            return;
+        }
+    }
+    // Without vdpbf16ps: the same maths on the f32 kernels. Products of two bf16 are exact in f32, so
+    // only the order of the f32 sums differs.
+    float *xr = scratch(&round_scratch, (long)m * k * (long)sizeof(float));
+#else
+    float *xr = malloc((size_t)m * k * sizeof(float));
+#endif
+    if (!xr) {
+        // No memory for the rounded copy: round row by row (slow, but the same result).
+        for (int i = 0; i < m; i++) {
+            for (int n = n_begin; n < n_end; n++) {
+                float s = 0;
+                for (int j = 0; j < k; j++) s += bf16_to_f32(w[(long)n * k + j]) * bf16_to_f32(f32_to_bf16(x[(long)i * ldx + j]));
+                float *out = y + (long)i * ldy + n;
+                *out = accumulate ? *out + s : s;
+            }
+        }
+        return;
+    }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < k; j++) xr[(long)i * k + j] = bf16_to_f32(f32_to_bf16(x[(long)i * ldx + j]));
+    skinny_dispatch(m, n_begin, n_end, k, xr, k, 0, w, y, ldy, accumulate);
+#if !(defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__)))
+    free(xr);
+#endif
 }

@@ -95,6 +95,8 @@ public enum DecoderError: Error, CustomStringConvertible {
     case badMaxNewTokens(model: String, value: Int, promptTokens: Int, maxPositions: Int)
     /// The model produced NaN or infinite logits (broken weights).
     case nonFiniteLogits(model: String, row: Int, step: Int)
+    /// `--compute bf16` with `--weights f32`: the f32 copy has no BF16 bits to multiply.
+    case bf16ComputeNeedsStoredWeights
 
     public var description: String {
         switch self {
@@ -105,6 +107,8 @@ public enum DecoderError: Error, CustomStringConvertible {
         case let .nonFiniteLogits(model, row, step):
             "\(model) produced NaN or infinite logits (prompt \(row), step \(step)); hint: the weights are broken (check the safetensors files in \(model), or the adapter that was merged into them)"
 
+        case .bf16ComputeNeedsStoredWeights:
+            "BF16 compute multiplies the weights as stored, but --weights f32 widens them at load; hint: use --weights stored (or auto) with --compute bf16, or --compute f32"
         case let .cacheFull(slot, needed, capacity):
             "KV cache slot \(slot) needs \(needed) positions but holds \(capacity); hint: lower --max-new-tokens or the prompt length"
         case let .contextTooLong(tokens, maxPositions):
@@ -165,7 +169,21 @@ public enum WeightResidency: String, Sendable, CaseIterable {
     }
 }
 
-/// A Qwen2 / Llama decoder for inference: f32 compute over weights kept as stored.
+/// The arithmetic of the decoder's matmuls over BF16 weights.
+public enum ComputePrecision: String, Sendable, CaseIterable, Codable {
+    /// f32 products and sums, BF16 widened exactly: the PyTorch f32 reference's results.
+    case f32
+    /// bf16 products with f32 sums, activations rounded to bf16 (nearest even) at each matmul, as a
+    /// torch bfloat16 matmul does; weights stay BF16 as stored. vdpbf16ps (AVX512-BF16, about twice the
+    /// f32 rate) where the CPU has it, else the same maths on the f32 kernels. Norms, attention, RoPE and
+    /// the residual stream stay f32. Matrices stored in f32 or F16 keep f32 compute.
+    case bf16
+
+    /// The default everywhere (CLI options, run configs, sessions).
+    public static let standard = ComputePrecision.f32
+}
+
+/// A Qwen2 / Llama decoder for inference: f32 compute over weights kept as stored (or bf16, opt-in).
 public final class Decoder: @unchecked Sendable {
     /// The file-backed source; nil only for a decoder built from in-memory weights (`init(config:…)`).
     public let checkpoint: Checkpoint!
@@ -180,12 +198,17 @@ public final class Decoder: @unchecked Sendable {
 
     /// How BF16/F16 weights are held (resolved from `.auto` at load).
     public let residency: WeightResidency
+    /// The matmuls' arithmetic over BF16 weights.
+    public let compute: ComputePrecision
 
-    public init(checkpoint: Checkpoint, residency: WeightResidency = .auto) throws {
+    public init(checkpoint: Checkpoint, residency: WeightResidency = .auto, compute: ComputePrecision = .standard) throws {
         self.checkpoint = checkpoint
         let c = checkpoint.config
         config = c
-        let residency = residency.resolved(for: checkpoint)
+        // BF16 compute reads the BF16 bits: an f32 copy would have nothing to multiply in bf16.
+        if compute == .bf16, residency == .f32 { throw DecoderError.bf16ComputeNeedsStoredWeights }
+        self.compute = compute
+        let residency = compute == .bf16 ? .stored : residency.resolved(for: checkpoint)
         self.residency = residency
         let widen = residency == .f32
         // The embedding is only read row by row, so it stays as stored unless it doubles as lm_head.
@@ -216,10 +239,11 @@ public final class Decoder: @unchecked Sendable {
     /// Weights already in memory (benchmarks, tests): nothing is read from a file and `checkpoint` is nil.
     /// `owner` keeps the storage behind the matrices alive for the decoder's lifetime.
     public init(config c: ModelConfig, embedding: WeightMatrix, lmHead: WeightMatrix, finalNorm: [Float],
-                layers: [LayerWeights], residency: WeightResidency, owner: AnyObject?) {
+                layers: [LayerWeights], residency: WeightResidency, compute: ComputePrecision = .standard, owner: AnyObject?) {
         checkpoint = nil
         config = c
         self.residency = residency
+        self.compute = compute
         self.embedding = embedding
         self.lmHead = lmHead
         self.finalNorm = finalNorm
@@ -228,8 +252,9 @@ public final class Decoder: @unchecked Sendable {
         weightOwner = owner
     }
 
-    public convenience init(directory: URL, strict: Bool = false, residency: WeightResidency = .auto) throws {
-        try self.init(checkpoint: Checkpoint(directory: directory, strict: strict), residency: residency)
+    public convenience init(directory: URL, strict: Bool = false, residency: WeightResidency = .auto,
+                            compute: ComputePrecision = .standard) throws {
+        try self.init(checkpoint: Checkpoint(directory: directory, strict: strict), residency: residency, compute: compute)
     }
 
     public var vocabSize: Int { config.vocabSize }
@@ -275,9 +300,9 @@ public final class Decoder: @unchecked Sendable {
         for (index, layer) in layers.enumerated() {
             // Attention block. h = rmsnorm(x); q,k,v = h·Wᵀ + bias
             rmsnormForward(out: b.h, rstd: nil, x: b.x, weight: layer.inputNorm, rows: n, channels: c.hiddenSize, eps: c.rmsNormEps)
-            linearForward(out: b.q, x: b.h, weight: layer.q, bias: layer.qBias, rows: n, scratch: scratch)
-            linearForward(out: b.k, x: b.h, weight: layer.k, bias: layer.kBias, rows: n, scratch: scratch)
-            linearForward(out: b.v, x: b.h, weight: layer.v, bias: layer.vBias, rows: n, scratch: scratch)
+            linearForward(out: b.q, x: b.h, weight: layer.q, bias: layer.qBias, rows: n, scratch: scratch, compute: compute)
+            linearForward(out: b.k, x: b.h, weight: layer.k, bias: layer.kBias, rows: n, scratch: scratch, compute: compute)
+            linearForward(out: b.v, x: b.h, weight: layer.v, bias: layer.vBias, rows: n, scratch: scratch, compute: compute)
             b.positions.withUnsafeBufferPointer { positions in
                 ropeForward(b.q, positions: positions.baseAddress!, rows: n, heads: c.numHeads, table: rope)
                 ropeForward(b.k, positions: positions.baseAddress!, rows: n, heads: c.numKVHeads, table: rope)
@@ -314,14 +339,14 @@ public final class Decoder: @unchecked Sendable {
                 b.scores.withUnsafeMutableBufferPointer { attentionQueries(b.queries, shape: shape, scores: $0.baseAddress!) }
             }
             // x += attention · Woᵀ
-            linearForward(out: b.x, x: b.attention, weight: layer.o, rows: n, accumulate: true, scratch: scratch)
+            linearForward(out: b.x, x: b.attention, weight: layer.o, rows: n, accumulate: true, scratch: scratch, compute: compute)
 
             // MLP block. x += down(silu(gate(h)) · up(h))
             rmsnormForward(out: b.h, rstd: nil, x: b.x, weight: layer.postAttentionNorm, rows: n, channels: c.hiddenSize, eps: c.rmsNormEps)
-            linearForward(out: b.gate, x: b.h, weight: layer.gate, rows: n, scratch: scratch)
-            linearForward(out: b.up, x: b.h, weight: layer.up, rows: n, scratch: scratch)
+            linearForward(out: b.gate, x: b.h, weight: layer.gate, rows: n, scratch: scratch, compute: compute)
+            linearForward(out: b.up, x: b.h, weight: layer.up, rows: n, scratch: scratch, compute: compute)
             swigluForward(out: b.gate, gate: b.gate, up: b.up, count: n * c.intermediateSize)
-            linearForward(out: b.x, x: b.gate, weight: layer.down, rows: n, accumulate: true, scratch: scratch)
+            linearForward(out: b.x, x: b.gate, weight: layer.down, rows: n, accumulate: true, scratch: scratch, compute: compute)
         }
         for chunk in chunks { cache.lengths[chunk.slot] += chunk.tokens.count }
 
@@ -331,7 +356,7 @@ public final class Decoder: @unchecked Sendable {
 
     /// logits (R, V) = hidden (R, C) · lm_headᵀ
     public func logits(hidden: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
-        linearForward(out: out, x: hidden, weight: lmHead, rows: rows, scratch: scratch)
+        linearForward(out: out, x: hidden, weight: lmHead, rows: rows, scratch: scratch, compute: compute)
     }
 }
 

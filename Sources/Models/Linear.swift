@@ -56,13 +56,17 @@ public final class WidenScratch: @unchecked Sendable {
 }
 
 /// out (N, O) = x (N, I) · Wᵀ + bias, or += when `accumulate`. Rows of out may be strided by ldOut.
+/// `compute: .bf16` multiplies BF16 weights in bf16 (x rounded); other weights always compute in f32.
 public func linearForward(
     out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: WeightMatrix,
     bias: UnsafePointer<Float>? = nil, rows: Int, accumulate: Bool = false, scratch: WidenScratch,
-    ldOut: Int? = nil
+    ldOut: Int? = nil, compute: ComputePrecision = .f32
 ) {
     let o = weight.rows, i = weight.columns, ldc = ldOut ?? o
     switch weight.storage {
+    case let .bf16(raw) where compute == .bf16:
+        Skinny.forward(out: out, ldOut: ldc, x: x, rows: rows, weights: .bf16(raw.assumingMemoryBound(to: UInt16.self)),
+                       n: o, k: i, accumulate: accumulate, bf16Compute: true)
     case let .f32(w) where rows <= Skinny.maxRows:
         Skinny.forward(out: out, ldOut: ldc, x: x, rows: rows, weights: .f32(w), n: o, k: i, accumulate: accumulate)
     case let .bf16(raw) where Skinny.maxRows > 0:

@@ -114,7 +114,7 @@ func weightedSum(_ y: [Float], _ g: [Float]) -> Double {
     /// sequences with different lengths, heads of 16 (one vector) and 80 (64 + 16 columns).
     @Test(arguments: [16, 80])
     func rowAttentionMatchesReference(headDim: Int) {
-        defer { Skinny.limitISA(2) }
+        defer { Skinny.limitISA(Skinny.allISAs) }
         let shape = AttentionShape(heads: 6, kvHeads: 2, headDim: headDim)
         let lengths = [1, 3, 7, 21]   // 1 to 5 full groups of four keys plus tails
         for level in [0, 2] {
