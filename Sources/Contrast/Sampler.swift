@@ -26,6 +26,14 @@ public struct SamplingSettings: Sendable, Codable, Equatable {
     /// (folders written before relabelling existed decode to nil).
     public var storeAlpha: Double? = SamplingSettings.defaultStoreAlpha
     public static let defaultStoreAlpha = 0.05
+    /// The models' matmul arithmetic, stored only when not f32 (`--compute bf16` changes the models'
+    /// outputs, so a folder's settings must say so); nil is f32, as in folders written before it existed.
+    public var compute: ComputePrecision?
+    /// The compute precision the decoders run with.
+    public var computePrecision: ComputePrecision {
+        get { compute ?? .f32 }
+        set { compute = newValue == .f32 ? nil : newValue }
+    }
     public init() {}
 
     /// The α whose plausible sets are stored: the run's own α is always covered.

@@ -1,6 +1,7 @@
 import Cluster
 import Digest
 import Foundation
+import Models
 
 /// identity.json of an `eval --out` folder: what produced its items (the model's fingerprint, the adapter's
 /// hash, prompt, decoding limit, grading). `eval --resume` keeps items only when all of it is unchanged;
@@ -14,13 +15,16 @@ public struct EvalIdentity: OutputIdentity, Equatable, Sendable {
     public var promptType: String
     public var maxNewTokens: Int
     public var includePercentage: Bool
+    /// "bf16" when the matmuls ran in bf16 (`--compute bf16`); nil for f32 (and folders written before it).
+    public var compute: String?
 
     enum CodingKeys: String, CodingKey {
         case model, adapterSHA256 = "adapter_sha256", promptType = "prompt_type", maxNewTokens = "max_new_tokens"
-        case includePercentage = "include_percentage"
+        case includePercentage = "include_percentage", compute
     }
 
-    public static func of(model: URL, adapter: URL?, promptType: String, maxNewTokens: Int, includePercentage: Bool) throws -> EvalIdentity {
+    public static func of(model: URL, adapter: URL?, promptType: String, maxNewTokens: Int, includePercentage: Bool,
+                          compute: ComputePrecision = .standard) throws -> EvalIdentity {
         var adapterDigest: String?
         if let adapter {
             var parts: [String] = []
@@ -33,7 +37,8 @@ public struct EvalIdentity: OutputIdentity, Equatable, Sendable {
             adapterDigest = SHA256.hex(parts.joined(separator: "\n"))
         }
         return EvalIdentity(model: try ModelFingerprint.of(directory: model), adapterSHA256: adapterDigest, promptType: promptType,
-                            maxNewTokens: maxNewTokens, includePercentage: includePercentage)
+                            maxNewTokens: maxNewTokens, includePercentage: includePercentage,
+                            compute: compute == .f32 ? nil : compute.rawValue)
     }
 
     public func differences(from recorded: EvalIdentity) -> [String] {
@@ -44,6 +49,7 @@ public struct EvalIdentity: OutputIdentity, Equatable, Sendable {
         }
         if promptType != recorded.promptType { list.append("prompt_type: \(recorded.promptType) → \(promptType)") }
         if maxNewTokens != recorded.maxNewTokens { list.append("max_new_tokens: \(recorded.maxNewTokens) → \(maxNewTokens)") }
+        if compute != recorded.compute { list.append("compute: \(recorded.compute ?? "f32") → \(compute ?? "f32")") }
         if includePercentage != recorded.includePercentage { list.append("exact_numbers: \(!recorded.includePercentage) → \(!includePercentage)") }
         return list
     }

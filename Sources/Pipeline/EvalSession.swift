@@ -24,6 +24,7 @@ public struct EvalRequest: Sendable {
     public var includePercentage = true
     public var strict = false
     public var weights = WeightResidency.auto
+    public var compute = ComputePrecision.standard
     public var threads: Int?
 
     public init(model: URL, datasets: [String], out: URL) {
@@ -62,7 +63,7 @@ public enum EvalSession {
         }
         try FileManager.default.createDirectory(at: r.out, withIntermediateDirectories: true)
         try EvalIdentity.of(model: r.model, adapter: r.adapter, promptType: r.promptType.rawValue,
-                            maxNewTokens: r.maxNewTokens, includePercentage: r.includePercentage)
+                            maxNewTokens: r.maxNewTokens, includePercentage: r.includePercentage, compute: r.compute)
             .checkOrWrite(in: r.out, resuming: r.resume)
 
         var directory = r.model
@@ -77,7 +78,7 @@ public enum EvalSession {
             directory = merged
         }
         let loadStart = Date()
-        let decoder = try Decoder(directory: directory, strict: r.strict, residency: r.weights)
+        let decoder = try Decoder(directory: directory, strict: r.strict, residency: r.weights, compute: r.compute)
         let tokenizer = try Tokenizer(directory: directory)
         let runner = EvalRunner(decoder: decoder, tokenizer: tokenizer, promptType: r.promptType)
         runner.includePercentage = r.includePercentage

@@ -105,13 +105,13 @@ public struct RunPlan: Sendable {
     static func url(_ path: String) -> URL { URL(fileURLWithPath: (path as NSString).expandingTildeInPath) }
 
     /// Keys that decide each stage's own output (batch sizes, threads, weight residency and checkpoint
-    /// cadence do not change results).
-    static let sampleKeys = ["models.expert", "models.amateur", "sample.data", "sample.max_questions", "sample.alpha", "sample.beta",
+    /// cadence do not change results; BF16 compute does).
+    static let sampleKeys = ["models.expert", "models.amateur", "models.compute", "sample.data", "sample.max_questions", "sample.alpha", "sample.beta",
                              "sample.max_new_tokens", "sample.amateur_input", "sample.store_alpha"]
     static let trainKeys = ["train.steps", "train.lr", "train.rank", "train.alpha", "train.dropout", "train.targets", "train.batch_size",
                             "train.accumulation", "train.max_length", "train.seed", "train.warmup_steps", "train.max_grad_norm",
                             "train.weight_decay", "train.validation_fraction", "train.packing"]
-    static let evalKeys = ["eval.data", "eval.data_dir", "eval.limit", "eval.max_new_tokens", "eval.prompt_type"]
+    static let evalKeys = ["models.compute", "eval.data", "eval.data_dir", "eval.limit", "eval.max_new_tokens", "eval.prompt_type"]
 
     public var stages: [StagePlan] {
         let m = config.models, s = config.sample, t = config.train, e = config.eval
@@ -127,6 +127,7 @@ public struct RunPlan: Sendable {
         sample.maxQuestions = s.maxQuestions
         sample.batchSize = s.batchSize
         sample.weights = m.weights
+        sample.settings.computePrecision = m.compute
         sample.threads = m.threads
         list.append(StagePlan(name: "sample", work: .sample(sample), output: run.samples, inputKeys: Self.sampleKeys))
 
@@ -167,6 +168,7 @@ public struct RunPlan: Sendable {
             request.promptType = e.promptType
             request.resume = true
             request.weights = m.weights
+            request.compute = m.compute
             request.threads = m.threads
             return StagePlan(name: name, work: .eval(request, compare: compare), output: run.path(name), inputKeys: keys + Self.evalKeys)
         }

@@ -34,8 +34,9 @@ public enum SampleSession {
     @discardableResult
     public static func run(_ r: SampleRequest) throws -> SampleSummary {
         if let threads = r.threads { Tensors.BLAS.threads = threads }
-        let expertDecoder = try Decoder(directory: r.expert, strict: r.strict, residency: r.weights)
-        let amateurDecoder = try Decoder(directory: r.amateur, strict: r.strict, residency: r.weights)
+        let compute = r.settings.computePrecision
+        let expertDecoder = try Decoder(directory: r.expert, strict: r.strict, residency: r.weights, compute: compute)
+        let amateurDecoder = try Decoder(directory: r.amateur, strict: r.strict, residency: r.weights, compute: compute)
         let tokenizer = try Tokenizer(directory: r.expert)
         do {
             try checkVocabularyAlignment(expert: tokenizer, amateur: Tokenizer(directory: r.amateur))

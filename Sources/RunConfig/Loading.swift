@@ -208,7 +208,8 @@ extension PipelineConfig {
         var rows: [(String, String)] = [("name", scalar(name)), ("run_dir", scalar(runDir))]
         let m = models, s = sample, t = train, e = eval
         rows += [("models.expert", scalar(m.expert)), ("models.amateur", scalar(m.amateur)),
-                 ("models.weights", scalar(m.weights.rawValue)), ("models.threads", scalar(m.threads))]
+                 ("models.weights", scalar(m.weights.rawValue)), ("models.compute", scalar(m.compute.rawValue)),
+                 ("models.threads", scalar(m.threads))]
         rows += [("sample.data", scalar(s.data)), ("sample.max_questions", scalar(s.maxQuestions)),
                  ("sample.alpha", scalar(s.alpha)), ("sample.beta", scalar(s.beta)),
                  ("sample.max_new_tokens", scalar(s.maxNewTokens)), ("sample.batch_size", scalar(s.batchSize)),

@@ -27,9 +27,10 @@ public struct ModelsSection: ConfigSection, Equatable {
     public var expert: String
     public var amateur: String
     public var weights = WeightResidency.auto
+    public var compute = ComputePrecision.standard
     public var threads: Int?
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case expert, amateur, weights, threads }
+    enum CodingKeys: String, CodingKey, CaseIterable { case expert, amateur, weights, compute, threads }
     public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
     public static var requiredKeys: Set<String> { ["expert", "amateur"] }
 }
@@ -174,6 +175,7 @@ extension ModelsSection {
         expert = try c.required(.expert)
         amateur = try c.required(.amateur)
         weights = try c.choice(.weights, weights)
+        compute = try c.choice(.compute, compute)
         threads = try c.decodeIfPresent(Int.self, forKey: .threads)
     }
 }

@@ -100,6 +100,8 @@ struct Bench: ParsableCommand, LoggedCommand {
     @Option(help: "OpenBLAS threads (default: OPENBLAS_NUM_THREADS or all cores).")
     var threads: Int?
 
+    @OptionGroup var computeOptions: ComputeOptions
+
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
@@ -115,6 +117,8 @@ struct Bench: ParsableCommand, LoggedCommand {
 
     mutating func run() throws {
         if let threads { Tensors.BLAS.threads = threads }
+        computeOptions.noteFallback()
+        let compute = computeOptions.compute
         let enabled = Set(tests.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         let batches = batchSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let runner = BenchRunner(repeats: repeats, warmup: warmup, promptTokens: promptTokens, newTokens: newTokens)
@@ -128,13 +132,14 @@ struct Bench: ParsableCommand, LoggedCommand {
         if needsModel {
             let start = Date()
             if let model {
-                let full = try Decoder(directory: URL(fileURLWithPath: model), residency: .stored)
+                let full = try Decoder(directory: URL(fileURLWithPath: model), residency: .stored, compute: compute)
                 fullLayers = full.config.numLayers
                 decoder = layers.map { truncated(full, layers: $0) } ?? full
                 label = URL(fileURLWithPath: model).lastPathComponent
             } else {
                 let name = shape ?? ModelShape.qwen25_05b.rawValue
-                (decoder, fullLayers) = try randomDecoder(shape: name, seed: 1)
+                let random = try randomDecoder(shape: name, seed: 1)
+                (decoder, fullLayers) = (truncated(random.decoder, compute: compute), random.fullLayers)
                 label = name
             }
             printError("model \(label): \(decoder!.config.numLayers)/\(fullLayers) layers, ready in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
@@ -144,10 +149,10 @@ struct Bench: ParsableCommand, LoggedCommand {
             let start = Date()
             if model != nil {
                 guard let amateur else { throw ValidationError("the sample test with --model needs --amateur DIR") }
-                let full = try Decoder(directory: URL(fileURLWithPath: amateur), residency: .stored)
+                let full = try Decoder(directory: URL(fileURLWithPath: amateur), residency: .stored, compute: compute)
                 amateurDecoder = layers.map { truncated(full, layers: $0) } ?? full
             } else {
-                amateurDecoder = try randomDecoder(shape: amateurShape, seed: 2).decoder
+                amateurDecoder = truncated(try randomDecoder(shape: amateurShape, seed: 2).decoder, compute: compute)
             }
             printError("amateur \(amateur ?? amateurShape): \(amateurDecoder!.config.numLayers) layers, ready in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
         }
@@ -166,7 +171,7 @@ struct Bench: ParsableCommand, LoggedCommand {
         }
 
         let peak = ResidentMemory.peak.bytes
-        let report = BenchReport(model: label.isEmpty ? "-" : label, dtype: model == nil ? dtype : "as stored",
+        let report = BenchReport(model: label.isEmpty ? "-" : label, dtype: (model == nil ? dtype : "as stored") + (compute == .bf16 ? ", bf16 compute" : ""),
                                  layers: decoder?.config.numLayers ?? 0, fullLayers: fullLayers, threads: Tensors.BLAS.threads,
                                  repeats: repeats, warmup: warmup, promptTokens: promptTokens, newTokens: newTokens,
                                  results: results, peakResidentBytes: peak)
@@ -213,11 +218,12 @@ struct Bench: ParsableCommand, LoggedCommand {
 }
 
 /// A decoder over the first `layers` blocks of another (shares its weights).
-func truncated(_ d: Decoder, layers: Int) -> Decoder {
+/// The same weights, cut to the first `layers` layers and/or with another compute precision.
+func truncated(_ d: Decoder, layers: Int? = nil, compute: ComputePrecision? = nil) -> Decoder {
     var c = d.config
-    c.numLayers = max(1, min(layers, c.numLayers))
+    if let layers { c.numLayers = max(1, min(layers, c.numLayers)) }
     return Decoder(config: c, embedding: d.embedding, lmHead: d.lmHead, finalNorm: d.finalNorm,
-                   layers: Array(d.layers.prefix(c.numLayers)), residency: d.residency, owner: d)
+                   layers: Array(d.layers.prefix(c.numLayers)), residency: d.residency, compute: compute ?? d.compute, owner: d)
 }
 
 struct BenchRunner {
@@ -284,6 +290,9 @@ struct BenchRunner {
                 let bf16 = WeightMatrix(storage: .bf16(UnsafeRawPointer(bits)), rows: n, columns: k)
                 results.append(measure("linear", "M=\(m) K=\(k) N=\(n) bf16", "GFLOP/s") {
                     flops / Self.time { linearForward(out: out, x: x, weight: bf16, rows: m, scratch: scratch) } / 1e9
+                })
+                results.append(measure("linear", "M=\(m) K=\(k) N=\(n) bf16 compute", "GFLOP/s") {
+                    flops / Self.time { linearForward(out: out, x: x, weight: bf16, rows: m, scratch: scratch, compute: .bf16) } / 1e9
                 })
             }
         }

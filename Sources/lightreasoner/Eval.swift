@@ -65,6 +65,8 @@ struct Eval: ParsableCommand, LoggedCommand {
 
     @OptionGroup var load: ModelLoadOptions
 
+    @OptionGroup var computeOptions: ComputeOptions
+
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
@@ -98,7 +100,9 @@ struct Eval: ParsableCommand, LoggedCommand {
         request.includePercentage = !exactNumbers
         request.strict = load.strict
         request.weights = load.weights
+        request.compute = computeOptions.compute
         request.threads = load.threads
+        computeOptions.noteFallback()
         let summary = try EvalSession.run(request)
         print(EvalTables.results(summary))
         if let base = compare.first {

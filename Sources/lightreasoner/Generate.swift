@@ -42,6 +42,8 @@ struct Generate: ParsableCommand, LoggedCommand {
 
     @OptionGroup var load: ModelLoadOptions
 
+    @OptionGroup var computeOptions: ComputeOptions
+
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
@@ -54,7 +56,8 @@ struct Generate: ParsableCommand, LoggedCommand {
         load.applyThreads()
         let directory = userURL(model)
         let loadStart = Date()
-        let decoder = try Decoder(directory: directory, strict: load.strict, residency: load.weights)
+        computeOptions.noteFallback()
+        let decoder = try Decoder(directory: directory, strict: load.strict, residency: load.weights, compute: computeOptions.compute)
         let tokenizer = try Tokenizer(directory: directory)
         var texts = prompts
         if let promptsFile { texts += try readPrompts(userURL(promptsFile)) }

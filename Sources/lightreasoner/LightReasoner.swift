@@ -61,3 +61,18 @@ struct ModelLoadOptions: ParsableArguments {
 }
 
 extension WeightResidency: ExpressibleByArgument {}
+
+/// `--compute`, for the commands that decode (sample, eval, generate, bench).
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "Matmul arithmetic over BF16 weights: 'f32' (exact widening: the reference's results) or 'bf16' (activations rounded to bf16, bf16 products, f32 sums, as torch bfloat16; vdpbf16ps on CPUs with AVX512-BF16, about twice the f32 rate; elsewhere the same maths at f32 speed). bf16 keeps the weights as stored.")
+    var compute: ComputePrecision = .standard
+
+    /// Says when bf16 was asked for on a CPU without AVX512-BF16 (same results, f32 speed).
+    func noteFallback() {
+        if compute == .bf16, !Skinny.bf16DotNative {
+            logger.warning("this CPU has no AVX512-BF16 (vdpbf16ps): --compute bf16 runs the same maths on the f32 kernels, at f32 speed")
+        }
+    }
+}
+
+extension ComputePrecision: ExpressibleByArgument {}

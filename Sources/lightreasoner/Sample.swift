@@ -39,6 +39,8 @@ struct Sample: ParsableCommand, LoggedCommand {
 
     @OptionGroup var load: ModelLoadOptions
 
+    @OptionGroup var computeOptions: ComputeOptions
+
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
@@ -53,7 +55,9 @@ struct Sample: ParsableCommand, LoggedCommand {
         request.allowVocabMismatch = allowVocabMismatch
         request.strict = load.strict
         request.weights = load.weights
+        request.settings.computePrecision = computeOptions.compute
         request.threads = load.threads
+        computeOptions.noteFallback()
         print(try SampleSession.run(request).json())
     }
 }

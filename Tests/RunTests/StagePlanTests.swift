@@ -38,16 +38,21 @@ final class StagePlanTests: XCTestCase {
         // Batch sizes, threads, weight residency and checkpoint cadence do not change results.
         XCTAssertEqual(try changed(["sample.batch_size=2", "eval.batch_size=2", "models.threads=1", "models.weights=stored",
                                     "train.save_every=7", "train.keep_checkpoints=2", "train.eval_every=3"]), [])
+        // BF16 compute changes both models' outputs: every stage that runs a model, and what follows.
+        XCTAssertEqual(try changed(["models.compute=bf16"]), ["sample", "train", "merge", "eval-base", "eval-tuned"])
         let lines = try plan(["train.lr=0.5"]).changedInputs(since: previous).first { $0.stage.name == "train" }?.changes
         XCTAssertEqual(lines, ["train.lr: 0.001 → 0.5"])
     }
 
     /// The stages carry the config's typed values, not command lines.
     func testStagesCarryTypedRequests() throws {
-        let stages = try plan(["train.targets=q_proj,k_proj", "sample.amateur_input=retokenize", "eval.prompt_type=chat"]).stages
+        let stages = try plan(["train.targets=q_proj,k_proj", "sample.amateur_input=retokenize", "eval.prompt_type=chat",
+                               "models.compute=bf16"]).stages
         guard case let .sample(sample) = stages[0].work, case let .train(train) = stages[1].work,
               case let .eval(eval, compare) = stages[4].work else { return XCTFail("unexpected stage kinds") }
         XCTAssertEqual(sample.settings.amateurInput.rawValue, "retokenize")
+        XCTAssertEqual(sample.settings.computePrecision, .bf16)
+        XCTAssertEqual(eval.compute, .bf16)
         XCTAssertEqual(sample.maxQuestions, 4)
         XCTAssertEqual(train.targets?.map(\.rawValue), ["q_proj", "k_proj"])
         XCTAssertEqual(train.options.steps, 4)
