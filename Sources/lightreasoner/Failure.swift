@@ -78,7 +78,7 @@ extension ExitStatus {
             }
         case let decoder as DecoderError:
             switch decoder {
-            case .badMaxNewTokens: self = .usage
+            case .badMaxNewTokens, .bf16ComputeNeedsStoredWeights: self = .usage
             case .emptyPrompt, .nonFiniteLogits, .contextTooLong: self = .badInput
             case .cacheFull: self = .failure
             }
