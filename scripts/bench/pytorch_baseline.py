@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch/HF baseline for `lightreasoner bench`: same shapes, random weights (nothing downloaded).
+"""PyTorch/HF baseline for `lightreasoner bench`: same shapes, random weights (nothing downloaded),
+or real checkpoints with --model/--amateur-model (HF folders, e.g. models/real/*).
 
 Tests (--tests, comma list) and the result rows they produce (test, shape, unit):
   gemm      ("sgemm", "S³", "GFLOP/s")                        square x @ y.T, S = --gemm-size
@@ -10,13 +11,16 @@ Tests (--tests, comma list) and the result rows they produce (test, shape, unit)
             forward over the full sequences, logits at the N generated positions
   decode    ("greedy decode", "B=b", "tok/s")                 N cached decode steps after a prefill of b prompts
   train     ("train step", "per-sample T=..", "samples/s")    HF + PEFT LoRA step (forward, backward, AdamW)
+  eval      ("eval generate", "B=.. N<=..", "tok/s")           --model only: HF batched generate (left-padded,
+            stops at the model's eos) on the first --eval-limit GSM8K questions of --eval-data, the
+            `eval` command's qwen25-math-cot prompt; generated tokens (up to each row's eos) per second
 Each row is the mean ± sd over --repeats timed runs after one warm-up. Prints a markdown table; --json
 writes the rows plus peak RSS. --layers N cuts both models to their first N layers (marked CUT).
 
 Usage: python scripts/bench/pytorch_baseline.py --layers 1 --prompt-tokens 16 --new-tokens 8 --tests gemm,onepass
 Needs: torch, transformers, peft (for train).
 """
-import argparse, json, math, resource, statistics, time
+import argparse, json, math, os, resource, statistics, time
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +55,19 @@ def measure(fn, repeats, warmup=None):
     """One warm-up (a cheaper `warmup` where a full run would double a long test), then `repeats` samples."""
     (warmup or fn)()
     return [fn() for _ in range(repeats)]
+
+
+def load(directory, layers, dtype, device):
+    """A real checkpoint (HF folder) as `build` returns it: eos cleared, so generation runs to the limit."""
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).to(device)
+    full = model.config.num_hidden_layers
+    if layers and layers < full:
+        model.model.layers = model.model.layers[:layers]
+        model.config.num_hidden_layers = layers
+    model.generation_config.eos_token_id = None
+    model.eval()
+    return model, full
 
 
 def build(shape, layers, dtype, device, seed=1):
@@ -108,6 +125,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shape", default="qwen2.5-math-1.5b", choices=sorted(SHAPES), help="expert shape")
     p.add_argument("--amateur-shape", default="qwen2.5-0.5b", choices=sorted(SHAPES))
+    p.add_argument("--model", help="expert checkpoint folder (real weights) instead of --shape")
+    p.add_argument("--amateur-model", help="amateur checkpoint folder instead of --amateur-shape")
+    p.add_argument("--eval-data", default="data/gsm8k/test.jsonl", help="JSONL with a `question` field (eval)")
+    p.add_argument("--eval-limit", type=int, default=16, help="questions in the eval test")
+    p.add_argument("--eval-batch", type=int, default=16, help="rows per generate call in the eval test")
+    p.add_argument("--eval-tokens", type=int, default=512, help="max new tokens in the eval test")
     p.add_argument("--layers", type=int, help="keep only the first N layers of both models (CUT)")
     p.add_argument("--dtype", default="f32", choices=["bf16", "f32"])
     p.add_argument("--device", default="cpu")
@@ -131,9 +154,15 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     tests = set(a.tests.split(","))
-    unknown = tests - {"gemm", "prefill", "original", "onepass", "decode", "train"}
+    unknown = tests - {"gemm", "prefill", "original", "onepass", "decode", "train", "eval"}
     if unknown:
         p.error(f"unknown tests: {', '.join(sorted(unknown))}")
+    if "eval" in tests and not a.model:
+        p.error("the eval test needs --model (a tokenizer and real weights)")
+    if a.model and a.layers:
+        p.error("--layers cuts random-weight shapes only")
+    expert_name = os.path.basename(os.path.normpath(a.model)) if a.model else a.shape
+    amateur_name = os.path.basename(os.path.normpath(a.amateur_model)) if a.amateur_model else a.amateur_shape
     dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
     dev = a.device
     P, N, B = a.prompt_tokens, a.new_tokens, a.sample_batch
@@ -152,9 +181,15 @@ def main():
     full = SHAPES[a.shape]["num_hidden_layers"]
     layers = min(a.layers, full) if a.layers else full
     if tests - {"gemm"}:
-        expert, _ = build(a.shape, a.layers, dtype, dev)
+        if a.model:
+            expert, full = load(a.model, None, dtype, dev)
+            layers = full
+        else:
+            expert, _ = build(a.shape, a.layers, dtype, dev)
         gen = torch.Generator().manual_seed(0)
-        tok = lambda b, t: torch.randint(0, TEXT_VOCAB, (b, t), generator=gen).to(dev)
+        # Random prompt ids from the ordinary tokens (a real checkpoint may have a smaller vocabulary).
+        text_vocab = min(TEXT_VOCAB, expert.config.vocab_size)
+        tok = lambda b, t: torch.randint(0, text_vocab, (b, t), generator=gen).to(dev)
 
         if "prefill" in tests:
             @torch.no_grad()
@@ -166,7 +201,8 @@ def main():
 
         amateur = None
         if tests & {"original", "onepass"}:
-            amateur, _ = build(a.amateur_shape, a.layers, dtype, dev, seed=2)
+            amateur = (load(a.amateur_model, None, dtype, dev) if a.amateur_model
+                       else build(a.amateur_shape, a.layers, dtype, dev, seed=2))[0]
 
         if "original" in tests:
             @torch.no_grad()
@@ -237,6 +273,36 @@ def main():
                 return b * steps / timed(run, dev)
             add("greedy decode", f"B={b}", "tok/s", measure(decode, a.repeats))
 
+        if "eval" in tests:
+            from transformers import AutoTokenizer, GenerationConfig
+            tokenizer = AutoTokenizer.from_pretrained(a.model)
+            tokenizer.padding_side = "left"
+            stops = GenerationConfig.from_pretrained(a.model).eos_token_id
+            stops = stops if isinstance(stops, list) else [stops]
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.convert_ids_to_tokens(stops[0])
+            with open(a.eval_data) as f:
+                questions = [json.loads(line)["question"] for line in f if line.strip()][:a.eval_limit]
+            system = "Please reason step by step, and put your final answer within \\boxed{}."
+            texts = [f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
+                     for q in questions]
+
+            @torch.no_grad()
+            def evaluate(limit=a.eval_tokens):
+                generated, seconds = 0, 0.0
+                for i in range(0, len(texts), a.eval_batch):
+                    batch = tokenizer(texts[i:i + a.eval_batch], return_tensors="pt", padding=True).to(dev)
+                    config = GenerationConfig(max_new_tokens=limit, do_sample=False, eos_token_id=stops,
+                                              pad_token_id=tokenizer.pad_token_id, use_cache=True)
+                    out = []
+                    seconds += timed(lambda: out.append(expert.generate(**batch, generation_config=config)), dev)
+                    for row in out[0][:, batch["input_ids"].shape[1]:].tolist():
+                        ends = [k for k, t in enumerate(row) if t in stops]
+                        generated += ends[0] + 1 if ends else len(row)
+                return generated / seconds
+            add("eval generate", f"B={a.eval_batch} N<={a.eval_tokens} ({len(texts)} questions)", "tok/s",
+                measure(evaluate, a.repeats, warmup=lambda: evaluate(4)))
+
         if "train" in tests:
             # Last: PEFT wraps the expert in place.
             from peft import LoraConfig, get_peft_model
@@ -263,7 +329,7 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     cut = layers < full
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {dev}, dtype {a.dtype}, "
-          f"expert {a.shape}, amateur {a.amateur_shape}"
+          f"expert {expert_name}, amateur {amateur_name}"
           + (f", {layers} of {full} layers (CUT)" if cut else ""))
     print("| test | shape | value | unit |\n|---|---|---:|---|")
     for r in rows:
@@ -271,7 +337,7 @@ def main():
     print(f"| peak RSS | ru_maxrss | {peak / 2**20:.1f} | MiB |")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(dict(shape=a.shape, amateur_shape=a.amateur_shape,
+            json.dump(dict(shape=expert_name, amateur_shape=amateur_name,
                            layers=layers, full_layers=full,
                            dtype=a.dtype, threads=torch.get_num_threads(), results=rows, peak_rss_bytes=peak),
                       f, indent=2)
