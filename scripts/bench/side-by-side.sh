@@ -160,7 +160,7 @@ for key, title in rows:
     cells = []
     for _, col in columns:
         v = col.get(key)
-        cells.append("—" if v is None else (f"{v:.2f}" if key == "sampling" else f"{v:.1f}"))
+        cells.append("—" if v is None else (f"{v:.2f}" if key == "sampling" or v < 10 else f"{v:.1f}"))
     print(f"| {title} | " + " | ".join(cells) + " |")
 print()
 print("\\* lightreasoner `eval` refills a finished row at once (continuous batching); PyTorch `generate` runs "
