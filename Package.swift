@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors", "InputFiles"]),
         .target(name: "Contrast", dependencies: ["Tensors", "Models", "Tokenizer", "Digest", "InputFiles"]),
         .target(name: "Training", dependencies: ["Tensors", "SafeTensors", "Models", "Tokenizer", "Contrast", "InputFiles"]),
-        .target(name: "Cluster", dependencies: ["CZeroMQ", "Digest", "Contrast", "Models", "Tokenizer", "InputFiles"]),
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "Digest", "Contrast", "Models", "Tokenizer", "InputFiles", "Evaluation"]),
         .target(name: "Evaluation", dependencies: ["Models", "Tokenizer", "InputFiles"]),
         // YAML run configs for `lightreasoner run` (configs/*.yaml).
         .target(name: "RunConfig", dependencies: ["InputFiles", "Models", "Contrast", "Training", "Evaluation", .product(name: "Yams", package: "Yams")]),
@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "SamplingTests", dependencies: ["Contrast", "Models", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "SafeTensors", "Tensors", "Contrast"]),
         .testTarget(name: "MergeTests", dependencies: ["Training", "Models", "SafeTensors", "TestSupport"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Evaluation", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "RunTests", dependencies: ["RunConfig", "Pipeline", "TestSupport"]),
         .testTarget(name: "RealModelTests", dependencies: ["Models", "Contrast", "Evaluation", "TestSupport"]),

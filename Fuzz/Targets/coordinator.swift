@@ -100,6 +100,8 @@ func check(_ core: CoordinatorCore, before: [CoordinatorCore.ShardState], commit
             guard records.allSatisfy({ $0.questionID == core.questions[question].id }) else {
                 fatalError("coordinator: records of another question committed as \(question)")
             }
+        case let .commitItem(question, _, _):
+            fatalError("coordinator: a sampling run committed question \(question) as an evaluation item")
         case let .send(to, message):
             _ = MessageCodec.encode(message)
             if case let .lease(lease) = message.body { lastLease[to] = lease.shard }

@@ -1,5 +1,6 @@
 import Foundation
 import Contrast
+import Evaluation
 import InputFiles
 
 /// A peer's routing id on the coordinator's ROUTER socket.
@@ -7,9 +8,11 @@ public typealias PeerID = [UInt8]
 
 public struct CoordinatorConfig: Sendable {
     public var runID: String
-    public var settings: SamplingSettings
+    public var work: RunWork
+    /// The expert of a sampling run, the evaluated model of an evaluation.
     public var expert: ModelFingerprint
-    public var amateur: ModelFingerprint
+    /// Sampling only.
+    public var amateur: ModelFingerprint?
     public var shardSize: Int
     /// Nodes heartbeat this often; a node silent for `nodeTimeout` is declared lost and its lease requeued.
     public var heartbeatSeconds: Double = 1
@@ -52,15 +55,20 @@ public struct CoordinatorConfig: Sendable {
         for (flag, value) in counts where value < 1 {
             throw ClusterError.usage("\(flag) must be at least 1, got \(value)")
         }
-        try settings.validate()
+        try work.validate()
     }
 
-    public init(runID: String, settings: SamplingSettings, expert: ModelFingerprint, amateur: ModelFingerprint, shardSize: Int) {
+    public init(runID: String, work: RunWork, expert: ModelFingerprint, amateur: ModelFingerprint?, shardSize: Int) {
         self.runID = runID
-        self.settings = settings
+        self.work = work
         self.expert = expert
         self.amateur = amateur
         self.shardSize = shardSize
+    }
+
+    /// A sampling run.
+    public init(runID: String, settings: SamplingSettings, expert: ModelFingerprint, amateur: ModelFingerprint, shardSize: Int) {
+        self.init(runID: runID, work: .sample(settings), expert: expert, amateur: amateur, shardSize: shardSize)
     }
 }
 
@@ -90,6 +98,8 @@ public enum CoordinatorEffect: Sendable, Equatable {
     case send(to: PeerID, Message)
     /// Make the question's records (and step data, a StepTrace segment) durable before the `ack` that follows it is sent.
     case commit(question: Int, records: [SampleRecord], trace: [UInt8]? = nil, node: String)
+    /// An evaluation run's graded item, durable before its `ack`.
+    case commitItem(question: Int, item: ItemResult, node: String)
     case log(String)
     /// Every question is committed (emitted once).
     case runComplete
@@ -102,6 +112,8 @@ public enum CoordinatorEffect: Sendable, Equatable {
 public final class CoordinatorCore {
     public let config: CoordinatorConfig
     public let questions: [Question]
+    /// An evaluation run's examples, one per question (graded here); empty for sampling.
+    public let examples: [EvalExample]
     public let shards: [Range<Int>]
     public let settingsSHA256: String
     /// The question set's digest, sent with the welcome so nodes record what they compute for.
@@ -148,14 +160,18 @@ public final class CoordinatorCore {
     private var shardFailures: [Int: [String: String]] = [:]
     private var joinedNames = Set<String>()
 
-    public init(config: CoordinatorConfig, questions: [Question], committedIDs: Set<String>) throws {
+    public init(config: CoordinatorConfig, questions: [Question], committedIDs: Set<String>, examples: [EvalExample] = []) throws {
         guard config.shardSize > 0 else {
             throw ClusterError.usage("shard size \(config.shardSize) must be at least 1; hint: --shard-size")
         }
         try config.validate()
+        guard (config.work.kind == .eval) == !examples.isEmpty, examples.isEmpty || examples.count == questions.count else {
+            throw ClusterError.usage("an evaluation run needs one example per item (\(examples.count) for \(questions.count)), a sampling run none")
+        }
         self.config = config
         self.questions = questions
-        settingsSHA256 = try SettingsDigest.canonical(config.settings).sha256
+        self.examples = examples
+        settingsSHA256 = try SettingsDigest.canonical(config.work).sha256
         questionsSHA256 = RunIdentity.questionsDigest(questions)
         shards = stride(from: 0, to: questions.count, by: config.shardSize).map { $0..<min($0 + config.shardSize, questions.count) }
         let done = questions.map { committedIDs.contains($0.id) }
@@ -292,14 +308,20 @@ public final class CoordinatorCore {
         stats.host = hello.host
         stats.pid = hello.pid
         var problems: [String] = []
-        if hello.expert.digest != config.expert.digest {
-            problems.append("expert model differs from the run's (\(hello.expert.differences(from: config.expert)))")
-        }
-        if hello.amateur.digest != config.amateur.digest {
-            problems.append("amateur model differs from the run's (\(hello.amateur.differences(from: config.amateur)))")
+        let kind = config.work.kind
+        if (hello.work ?? .sample) != kind {
+            problems.append("this is a\(kind == .eval ? "n evaluation" : " sampling") run, served by `\(kind.nodeCommand)` nodes")
+        } else {
+            let model = kind == .eval ? "model" : "expert model"
+            if hello.expert.digest != config.expert.digest {
+                problems.append("\(model) differs from the run's (\(hello.expert.differences(from: config.expert)))")
+            }
+            if hello.amateur?.digest != config.amateur?.digest {
+                problems.append("amateur model differs from the run's (\(hello.amateur.map { config.amateur.map($0.differences(from:)) ?? "the run has none" } ?? "the node has none"))")
+            }
         }
         if let theirs = hello.settingsSHA256, theirs != settingsSHA256 {
-            let named = hello.settings.map { fieldDifferences(config.settings, $0) } ?? []
+            let named = hello.settings.flatMap { theirs in config.work.sampling.map { fieldDifferences($0, theirs) } } ?? []
             problems.append("sampling settings differ (" + (named.isEmpty ? "node \(theirs.prefix(12)), run \(settingsSHA256.prefix(12))"
                                                                           : "run → node: " + named.joined(separator: ", ")) + ")")
         }
@@ -322,7 +344,7 @@ public final class CoordinatorCore {
         if hello.settingsSHA256 == settingsSHA256 { session.ready = true }
         sessions[peer] = session
         effects.append(.send(to: peer, outgoing(.welcome(.init(
-            settings: config.settings, settingsSHA256: settingsSHA256,
+            work: config.work, settingsSHA256: settingsSHA256,
             heartbeatMilliseconds: Int(config.heartbeatSeconds * 1000), nodeTimeoutMilliseconds: Int(config.nodeTimeoutSeconds * 1000),
             maxChunkBytes: config.chunkBytes, totalQuestions: questions.count, questionsSHA256: questionsSHA256)))))
         if isComplete { sendDone(peer, into: &effects) }
@@ -432,38 +454,27 @@ public final class CoordinatorCore {
             refuse(peer, "result for question \(q): \(joined.count) bytes received, \(result.bytes) announced", fatal: false, into: &effects)
             return
         }
-        let traceCount = result.traceBytes ?? 0
-        guard (0...joined.count).contains(traceCount), (result.traceBytes != nil) == (config.settings.storedFloor != nil) else {
-            refuse(peer, "result for question \(q): " + (config.settings.storedFloor != nil
-                ? "step data missing or longer than the payload (the run stores step data for relabel)"
-                : "step data the run does not store"), fatal: false, into: &effects)
-            return
-        }
-        let trace = result.traceBytes.map { _ in Array(joined.suffix(traceCount)) }
-        let records: [SampleRecord]
-        do { records = try ResultPayload.decode(Array(joined.dropLast(traceCount))) } catch {
-            refuse(peer, "result for question \(q): records do not decode (\(MessageCodec.describe(error)))", fatal: false, into: &effects)
-            return
-        }
         let question = questions[q]
-        if let trace, let problem = Self.traceProblem(trace, question: question, records: records, floor: config.settings.storedFloor) {
-            refuse(peer, "result for question \(q): \(problem)", fatal: false, into: &effects)
-            return
-        }
-        let steps = records.map(\.step)
-        guard records.count == result.records,
-              records.allSatisfy({ $0.questionID == question.id && $0.promptID == question.promptID }),
-              zip(steps, steps.dropFirst()).allSatisfy({ $0 < $1 }) else {
-            refuse(peer, "result for question \(q): \(records.count) records that do not belong to the question in step order (\(result.records) announced)", fatal: false, into: &effects)
+        let checked: CheckedResult
+        switch config.work.check(joined, result, question: question, example: examples.isEmpty ? nil : examples[q]) {
+        case let .success(value): checked = value
+        case let .failure(problem):
+            refuse(peer, "result for question \(q): \(problem.text)", fatal: false, into: &effects)
             return
         }
         // First complete result wins.
         committed[q] = true
         committedCount += 1
-        effects.append(.commit(question: q, records: records, trace: trace, node: session.name))
+        switch checked {
+        case let .samples(records, trace):
+            effects.append(.commit(question: q, records: records, trace: trace, node: session.name))
+            nodeStatistics[session.name, default: NodeStatistics()].recordsCommitted += records.count
+        case let .item(item):
+            effects.append(.commitItem(question: q, item: item, node: session.name))
+            nodeStatistics[session.name, default: NodeStatistics()].recordsCommitted += 1
+        }
         effects.append(.send(to: peer, outgoing(.ack(.init(question: q, status: .committed)))))
         nodeStatistics[session.name, default: NodeStatistics()].questionsCommitted += 1
-        nodeStatistics[session.name, default: NodeStatistics()].recordsCommitted += records.count
         for other in Array(partials.keys) { removePartial(other, q) }
         let shard = result.shard
         if case let .leased(owner, _, grantedAt) = shardStates[shard] {

@@ -1,6 +1,7 @@
 import Foundation
 import CZeroMQ
 import Contrast
+import Evaluation
 
 /// Monotonic seconds (leases and timeouts must not jump with the wall clock).
 public func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -10,12 +11,8 @@ public func clusterLog(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
-public struct CoordinatorParameters: Sendable {
-    public var questions: [Question]
-    public var settings: SamplingSettings
-    public var expertDirectory: URL
-    public var amateurDirectory: URL
-    public var out: URL
+/// How a coordinator serves a run of any kind: where it listens, how it leases, when it gives up on nodes.
+public struct CoordinatorOptions: Sendable {
     public var bind: String
     public var shardSize = 16
     public var curve: CurveKeys.Server?
@@ -34,18 +31,43 @@ public struct CoordinatorParameters: Sendable {
     /// Allows binding a non-loopback address without CURVE (anyone who reaches it can join).
     public var insecure = false
 
-    public init(questions: [Question], settings: SamplingSettings, expertDirectory: URL, amateurDirectory: URL, out: URL, bind: String) {
+    public init(bind: String) { self.bind = bind }
+}
+
+/// One coordinator run: what it computes, over which items and models, written where, served how.
+public struct CoordinatorParameters: Sendable {
+    public var questions: [Question]
+    public var work: RunWork
+    /// An evaluation run's examples, one per question; empty for sampling.
+    public var examples: [EvalExample] = []
+    /// The expert of a sampling run, the evaluated model of an evaluation (only fingerprinted).
+    public var expertDirectory: URL
+    public var amateurDirectory: URL?
+    public var out: URL
+    public var options: CoordinatorOptions
+
+    public init(questions: [Question], settings: SamplingSettings, expertDirectory: URL, amateurDirectory: URL, out: URL, options: CoordinatorOptions) {
         self.questions = questions
-        self.settings = settings
+        work = .sample(settings)
         self.expertDirectory = expertDirectory
         self.amateurDirectory = amateurDirectory
         self.out = out
-        self.bind = bind
+        self.options = options
+    }
+
+    /// An evaluation run of `model` over `items`.
+    public init(items: EvalItems, settings: EvalWorkSettings, model: URL, out: URL, options: CoordinatorOptions) {
+        questions = items.questions
+        examples = items.examples
+        work = .eval(settings)
+        expertDirectory = model
+        self.out = out
+        self.options = options
     }
 }
 
 extension CoordinatorConfig {
-    mutating func apply(_ parameters: CoordinatorParameters) {
+    mutating func apply(_ parameters: CoordinatorOptions) {
         heartbeatSeconds = parameters.heartbeatSeconds
         nodeTimeoutSeconds = parameters.nodeTimeoutSeconds
         leaseSeconds = parameters.leaseSeconds
@@ -60,75 +82,94 @@ extension CoordinatorConfig {
 /// The coordinator process: a ROUTER socket around CoordinatorCore, a RunStore for durability, progress
 /// on stderr, the merged output at the end.
 public enum CoordinatorServer {
+    /// A sampling run: the shard files and manifest.json when every question is in.
     public static func run(_ parameters: CoordinatorParameters) throws -> RunStore.Manifest {
+        try serveRun(parameters) { core, store, log in
+            let manifest = try store.writeOutput(questions: core.questions, nodeStatistics: core.nodeStatistics)
+            log("run complete: \(manifest.records) records in \(manifest.shards.count) shard file(s) + manifest.json in \(parameters.out.path)")
+            return manifest
+        }
+    }
+
+    /// An evaluation run: every item graded, in question order, when every item is in, and what each node reported.
+    public static func runEvaluation(_ parameters: CoordinatorParameters) throws -> (items: [ItemResult], nodes: [String: NodeStatistics]) {
+        try serveRun(parameters) { core, store, log in
+            let items = try store.committedItems(questions: core.questions)
+            log("run complete: \(items.count) items graded in \(parameters.out.path)")
+            return (items, core.nodeStatistics)
+        }
+    }
+
+    /// Serves the run until every question is committed (now or after a restart), then `finish`es it.
+    private static func serveRun<Output>(_ parameters: CoordinatorParameters,
+                                         finish: @escaping (CoordinatorCore, RunStore, @Sendable (String) -> Void) throws -> Output) throws -> Output {
         let questions = parameters.questions
-        guard !questions.isEmpty else { throw ClusterError.usage("no questions to sample") }
-        if parameters.curve == nil, !parameters.insecure, !isLoopback(parameters.bind) {
-            throw ClusterError.usage("--bind \(parameters.bind) is reachable from other hosts and, without --curve, anyone who reaches it can join and submit records; hint: pass --curve DIR (see `lightreasoner keygen`), bind tcp://127.0.0.1:PORT, or pass --insecure on a trusted network")
+        guard !questions.isEmpty else { throw ClusterError.usage("no questions to \(parameters.work.kind == .eval ? "evaluate" : "sample")") }
+        if parameters.options.curve == nil, !parameters.options.insecure, !isLoopback(parameters.options.bind) {
+            throw ClusterError.usage("--bind \(parameters.options.bind) is reachable from other hosts and, without --curve, anyone who reaches it can join and submit records; hint: pass --curve DIR (see `lightreasoner keygen`), bind tcp://127.0.0.1:PORT, or pass --insecure on a trusted network")
         }
         var seen = Set<String>()
         for (index, question) in questions.enumerated() where !seen.insert(question.id).inserted {
             throw ClusterError.usage("question \(index) repeats the id \(question.id.prefix(60)); the coordinator commits by question id, so ids must be unique")
         }
-        var config = CoordinatorConfig(runID: "", settings: parameters.settings, expert: ModelFingerprint(digest: "", files: [:]), amateur: ModelFingerprint(digest: "", files: [:]),
-                                       shardSize: parameters.shardSize)
-        config.apply(parameters)
+        var config = CoordinatorConfig(runID: "", work: parameters.work, expert: ModelFingerprint(digest: "", files: [:]), amateur: nil,
+                                       shardSize: parameters.options.shardSize)
+        config.apply(parameters.options)
         try config.validate()   // before anything is written to --out
         let started = monotonicSeconds()
         let log: @Sendable (String) -> Void = { clusterLog(String(format: "[%7.1fs] coordinator: ", monotonicSeconds() - started) + $0) }
 
         let expert = try ModelFingerprint.of(directory: parameters.expertDirectory)
-        let amateur = try ModelFingerprint.of(directory: parameters.amateurDirectory)
-        let settingsSHA = try SettingsDigest.canonical(parameters.settings).sha256
+        let amateur = try parameters.amateurDirectory.map { try ModelFingerprint.of(directory: $0) }
+        let settingsSHA = try SettingsDigest.canonical(parameters.work).sha256
         let proposed = RunIdentity(runID: newRunID(), protocolVersion: WireProtocol.version, questions: questions.count,
-                                   questionsSHA256: RunIdentity.questionsDigest(questions), shardSize: parameters.shardSize,
-                                   settings: parameters.settings, settingsSHA256: settingsSHA, expert: expert, amateur: amateur)
+                                   questionsSHA256: RunIdentity.questionsDigest(questions), shardSize: parameters.options.shardSize,
+                                   work: parameters.work, settingsSHA256: settingsSHA, expert: expert, amateur: amateur)
         let store = try RunStore(directory: parameters.out, proposed: proposed)
         let resumed = store.identity.runID != proposed.runID
         if store.journal.recoveredBytes > 0 {
             log("recovered: cut \(store.journal.recoveredBytes) bytes of uncommitted journal tail left by a crash")
         }
-        config = CoordinatorConfig(runID: store.identity.runID, settings: parameters.settings, expert: expert, amateur: amateur,
-                                   shardSize: parameters.shardSize)
-        config.apply(parameters)
-        let core = try CoordinatorCore(config: config, questions: questions, committedIDs: store.journal.finished)
+        config = CoordinatorConfig(runID: store.identity.runID, work: parameters.work, expert: expert, amateur: amateur,
+                                   shardSize: parameters.options.shardSize)
+        config.apply(parameters.options)
+        let core = try CoordinatorCore(config: config, questions: questions, committedIDs: store.journal.finished, examples: parameters.examples)
         core.nodeStatistics = store.loadNodeStatistics()
-        log("\(resumed ? "resuming" : "starting") run \(store.identity.runID): \(questions.count) questions in \(core.shards.count) shards of \(parameters.shardSize), \(core.committedCount) already done → \(parameters.out.path)")
+        log("\(resumed ? "resuming" : "starting") run \(store.identity.runID): \(questions.count) questions in \(core.shards.count) shards of \(parameters.options.shardSize), \(core.committedCount) already done → \(parameters.out.path)")
         try checkLeaseSizes(core)
 
         if core.isComplete {
-            let manifest = try store.writeOutput(questions: questions, nodeStatistics: core.nodeStatistics)
-            log("run already complete: wrote \(manifest.shards.count) shard files and manifest.json (\(manifest.records) records)")
-            return manifest
+            log("run already complete")
+            return try finish(core, store, log)
         }
 
         let context = try ZeroMQContext()
         var zap: ZAPHandler?
-        if let curve = parameters.curve {
+        if let curve = parameters.options.curve {
             zap = try ZAPHandler(context: context, authorized: curve.authorized, log: log)
         }
         defer { zap?.stop() }
-        let manifest = try serve(core: core, store: store, context: context, parameters: parameters, log: log)
-        return manifest
+        return try serve(core: core, store: store, context: context, parameters: parameters, log: log, finish: finish)
     }
 
-    private static func serve(core: CoordinatorCore, store: RunStore, context: ZeroMQContext, parameters: CoordinatorParameters,
-                              log: @escaping @Sendable (String) -> Void) throws -> RunStore.Manifest {
+    private static func serve<Output>(core: CoordinatorCore, store: RunStore, context: ZeroMQContext, parameters: CoordinatorParameters,
+                                      log: @escaping @Sendable (String) -> Void,
+                                      finish: (CoordinatorCore, RunStore, @Sendable (String) -> Void) throws -> Output) throws -> Output {
         let router = try ZeroMQSocket(context, type: .router)
         try router.setOption(ZMQ_ROUTER_HANDOVER, Int32(1))
         try router.setOption(ZMQ_MAXMSGSIZE, WireProtocol.socketMaxMessageBytes)
-        if let curve = parameters.curve { try CurveKeys.configureServer(router, curve) }
+        if let curve = parameters.options.curve { try CurveKeys.configureServer(router, curve) }
         let monitorEndpoint = "inproc://lr-coordinator-monitor"
         try router.monitor(monitorEndpoint, events: ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
         let monitor = try ZeroMQSocket(context, type: .pair)
         try monitor.connect(monitorEndpoint)
-        try router.bind(parameters.bind)
+        try router.bind(parameters.options.bind)
         let endpoint = try router.lastEndpoint()
-        let endpointFile = parameters.endpointFile ?? parameters.out.appendingPathComponent("endpoint")
+        let endpointFile = parameters.options.endpointFile ?? parameters.out.appendingPathComponent("endpoint")
         try RunStore.writeAtomically(Data((endpoint + "\n").utf8), to: endpointFile)
-        log("listening on \(endpoint) (endpoint written to \(endpointFile.path))" + (parameters.curve != nil ? ", CURVE with \(parameters.curve!.authorized.count) authorized client key(s)" : ", no authentication"))
-        if endpoint.hasPrefix("tcp://0.0.0.0") || endpoint.hasPrefix("tcp://[::]") || parameters.bind.contains("*:") {
-            log("warning: bound to every interface: the coordinator is reachable from the network" + (parameters.curve == nil ? " and any host can join or submit; use --curve" : ""))
+        log("listening on \(endpoint) (endpoint written to \(endpointFile.path))" + (parameters.options.curve != nil ? ", CURVE with \(parameters.options.curve!.authorized.count) authorized client key(s)" : ", no authentication"))
+        if endpoint.hasPrefix("tcp://0.0.0.0") || endpoint.hasPrefix("tcp://[::]") || parameters.options.bind.contains("*:") {
+            log("warning: bound to every interface: the coordinator is reachable from the network" + (parameters.options.curve == nil ? " and any host can join or submit; use --curve" : ""))
         }
 
         var lastProgress = monotonicSeconds()
@@ -136,7 +177,7 @@ public enum CoordinatorServer {
         let startDone = core.committedCount
         var recordsThisRun = 0
         var completedAt: Double?
-        var manifest: RunStore.Manifest?
+        var output: Output?
         var handshakeLogged: [Int32: Double] = [:]
         var recentLogs: [String: (at: Double, suppressed: Int)] = [:]
 
@@ -158,6 +199,9 @@ public enum CoordinatorServer {
                 case let .commit(question, records, trace, node):
                     try store.commit(question: core.questions[question], records: records, trace: trace, node: node)
                     recordsThisRun += records.count
+                case let .commitItem(question, item, node):
+                    try store.commit(question: core.questions[question], item: item, node: node)
+                    recordsThisRun += 1
                 case let .log(text):
                     // The same line again within 10 s (a misbehaving peer) is counted, not repeated.
                     let now = monotonicSeconds()
@@ -180,8 +224,7 @@ public enum CoordinatorServer {
                     let now = monotonicSeconds()
                     progressLine(now: now)
                     try store.saveNodeStatistics(core.nodeStatistics)
-                    manifest = try store.writeOutput(questions: core.questions, nodeStatistics: core.nodeStatistics)
-                    log("run complete: \(manifest!.records) records in \(manifest!.shards.count) shard file(s) + manifest.json in \(parameters.out.path)")
+                    output = try finish(core, store, log)
                     completedAt = now
                 }
             }
@@ -197,7 +240,7 @@ public enum CoordinatorServer {
                     handled += 1
                     guard frames.count >= 2 else { continue }
                     try apply(core.handle(from: frames[0], frames: Array(frames.dropFirst()), now: monotonicSeconds(),
-                                          key: parameters.curve != nil ? userID : nil))
+                                          key: parameters.options.curve != nil ? userID : nil))
                 } while try handled < 1000 && router.poll(milliseconds: 0)
             }
             if ready.contains(1), let frames = try monitor.receive(), let event = ZeroMQEvent(frames: frames) {
@@ -220,18 +263,25 @@ public enum CoordinatorServer {
             }
             let now = monotonicSeconds()
             try apply(core.tick(now: now))
-            if completedAt == nil && now - lastProgress >= parameters.progressSeconds {
+            if completedAt == nil && now - lastProgress >= parameters.options.progressSeconds {
                 lastProgress = now
                 progressLine(now: now)
                 try? store.saveNodeStatistics(core.nodeStatistics)
             }
-            if let completedAt, core.aliveNodes == 0 || now - completedAt > parameters.lingerSeconds {
+            if let completedAt, core.aliveNodes == 0 || now - completedAt > parameters.options.lingerSeconds {
                 if core.aliveNodes > 0 { log("stopping with \(core.aliveNodes) node(s) not yet told that the run is done (they give up on their own)") }
                 break
             }
         }
+        // Sockets close with LINGER 0: without this, the `done` just queued for the last node(s) is dropped
+        // when the router closes, and a node that finished the run waits --wait-seconds and exits 3.
+        try? router.setOption(ZMQ_LINGER, Int32(1000))
+        // Sockets close with LINGER 0: without this, the `done` just queued for the last node(s) is dropped
+        // when the router closes, and a node that finished the run waits --wait-seconds and exits 3.
+        try? router.setOption(ZMQ_LINGER, Int32(1000))
         try store.saveNodeStatistics(core.nodeStatistics)
-        return manifest!
+        guard let output else { throw ClusterError.io("the coordinator stopped before the run completed") }
+        return output
     }
 
     /// A lease carries its questions' texts; refuse shard sizes whose lease would exceed the envelope limit.

@@ -111,6 +111,20 @@ public enum SettingsDigest {
         let data = try encoder.encode(settings)
         return (data, SHA256.hex(data))
     }
+
+    /// A sampling run hashes its settings alone (as before evaluation runs existed); an evaluation run's
+    /// settings are wrapped as {"eval": …}, so no two kinds share a hash.
+    public static func canonical(_ work: RunWork) throws -> (json: Data, sha256: String) {
+        switch work {
+        case let .sample(settings):
+            return try canonical(settings)
+        case let .eval(settings):
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            let data = try encoder.encode(["eval": settings])
+            return (data, SHA256.hex(data))
+        }
+    }
 }
 
 public enum ClusterError: Error, CustomStringConvertible {

@@ -6,8 +6,11 @@ public struct NodeConfig: Sendable {
     public var name: String
     public var host: String
     public var pid: Int
+    /// The expert of a sampling node, the evaluated model of an evaluation node.
     public var expert: ModelFingerprint
-    public var amateur: ModelFingerprint
+    /// Sampling only.
+    public var amateur: ModelFingerprint?
+    public var work: WorkKind
     /// Hello is repeated this often until a welcome comes.
     public var helloRetrySeconds: Double = 1
     /// Give up when the coordinator has said nothing for this long.
@@ -15,19 +18,20 @@ public struct NodeConfig: Sendable {
     /// Test hook (LIGHTREASONER_SAMPLER_CRASH_AFTER): die once this many results were committed.
     public var crashAfterCommits: Int?
 
-    public init(name: String, host: String, pid: Int, expert: ModelFingerprint, amateur: ModelFingerprint) {
+    public init(name: String, host: String, pid: Int, expert: ModelFingerprint, amateur: ModelFingerprint?, work: WorkKind = .sample) {
         self.name = name
         self.host = host
         self.pid = pid
         self.expert = expert
         self.amateur = amateur
+        self.work = work
     }
 }
 
 public enum NodeEffect: Sendable, Equatable {
     case send(Message)
     /// Start computing a lease (the worker is idle when this is emitted).
-    case startLease(Body.Lease, SamplingSettings)
+    case startLease(Body.Lease, RunWork)
     /// Stop the lease after the batch in progress; its later results are dropped.
     case abandonLease(shard: Int)
     case log(String)
@@ -60,7 +64,7 @@ public final class NodeCore {
 
     public private(set) var phase = Phase.connecting
     public private(set) var runID: String?
-    public private(set) var settings: SamplingSettings?
+    public private(set) var work: RunWork?
     public private(set) var settingsSHA256: String?
     /// The run's question set, as its welcome named it (nil from a coordinator that does not send it).
     public private(set) var questionsSHA256: String?
@@ -114,8 +118,12 @@ public final class NodeCore {
                 finish(status: 2, "the coordinator now serves run \(message.runID), this node joined run \(runID); restart the node to join the new run", bye: true, into: &effects)
                 return effects
             }
+            guard let work = welcome.work, work.kind == config.work else {
+                finish(status: 2, "the coordinator's run is not \(config.work == .eval ? "an evaluation" : "a sampling") run; hint: start the node command its README names for it", bye: true, into: &effects)
+                return effects
+            }
             let mine: String
-            do { mine = try SettingsDigest.canonical(welcome.settings).sha256 } catch {
+            do { mine = try SettingsDigest.canonical(work).sha256 } catch {
                 finish(status: 2, "cannot encode the run's settings: \(error)", bye: true, into: &effects)
                 return effects
             }
@@ -127,7 +135,12 @@ public final class NodeCore {
             if rejoining {
                 // What this node's results so far were computed with must still be the run's: a coordinator
                 // that changed them under the same run id would commit a mixture. Every difference is named.
-                var differences = settings.map { fieldDifferences($0, welcome.settings) } ?? []
+                var differences: [String]
+                switch (self.work, work) {
+                case let (.sample(old)?, .sample(new)): differences = fieldDifferences(old, new)
+                case let (.eval(old)?, .eval(new)): differences = fieldDifferences(old, new)
+                default: differences = []
+                }
                 if let recorded = questionsSHA256, let now = welcome.questionsSHA256, recorded != now {
                     differences.append("questions_sha256: \(recorded.prefix(12)) → \(now.prefix(12))")
                 }
@@ -140,7 +153,7 @@ public final class NodeCore {
             }
             runID = message.runID
             questionsSHA256 = welcome.questionsSHA256 ?? questionsSHA256
-            settings = welcome.settings
+            self.work = work
             settingsSHA256 = mine
             heartbeatSeconds = max(0.01, Double(welcome.heartbeatMilliseconds) / 1000)
             chunkBytes = max(1024, min(welcome.maxChunkBytes, WireProtocol.maxChunkBytes))
@@ -158,7 +171,7 @@ public final class NodeCore {
             flushRequest(now: now, into: &effects)
         case let .lease(granted):
             requestSentAt = nil
-            guard phase == .welcomed, let settings else { return effects }
+            guard phase == .welcomed, let work else { return effects }
             if lease != nil || workerBusy {
                 effects.append(.log("ignored lease of shard \(granted.shard): still busy with shard \(lease?.shard ?? -1)"))
                 return effects
@@ -166,7 +179,7 @@ public final class NodeCore {
             let ids = Dictionary(granted.questions.map { ($0.index, $0.id) }, uniquingKeysWith: { a, _ in a })
             lease = HeldLease(shard: granted.shard, questionIDs: ids, remaining: Set(ids.keys), computing: true)
             workerBusy = true
-            effects.append(.startLease(granted, settings))
+            effects.append(.startLease(granted, work))
         case let .wait(wait):
             requestSentAt = nil
             if lease == nil && !workerBusy { requestAt = now + Double(wait.retryMilliseconds) / 1000 }
@@ -324,7 +337,7 @@ public final class NodeCore {
         lastHello = now
         effects.append(.send(Message(runID: runID ?? "", body: .hello(.init(
             node: config.name, host: config.host, pid: config.pid, expert: config.expert, amateur: config.amateur,
-            settingsSHA256: settingsSHA256, settings: settingsSHA256 == nil ? nil : settings)))))
+            settingsSHA256: settingsSHA256, settings: settingsSHA256 == nil ? nil : work?.sampling, work: config.work)))))
     }
 
     private func sendHeartbeat(now: Double, into effects: inout [NodeEffect]) {

@@ -68,15 +68,19 @@ public enum Body: Sendable, Equatable {
         public var node: String
         public var host: String
         public var pid: Int
+        /// The model the node computes with: the expert of a sampling run, the evaluated model of an evaluation.
         public var expert: ModelFingerprint
-        public var amateur: ModelFingerprint
+        /// Sampling only.
+        public var amateur: ModelFingerprint?
         /// Set when the node was welcomed before (it says hello again after a reset).
         public var settingsSHA256: String?
         /// The settings its results so far were computed with (with `settingsSHA256`), so a refusal can
-        /// name each difference.
+        /// name each difference (sampling nodes).
         public var settings: SamplingSettings?
-        public init(node: String, host: String, pid: Int, expert: ModelFingerprint, amateur: ModelFingerprint, settingsSHA256: String? = nil,
-                    settings: SamplingSettings? = nil) {
+        /// The work the node does (absent: sampling).
+        public var work: WorkKind?
+        public init(node: String, host: String, pid: Int, expert: ModelFingerprint, amateur: ModelFingerprint?, settingsSHA256: String? = nil,
+                    settings: SamplingSettings? = nil, work: WorkKind? = nil) {
             self.node = node
             self.host = host
             self.pid = pid
@@ -84,8 +88,9 @@ public enum Body: Sendable, Equatable {
             self.amateur = amateur
             self.settingsSHA256 = settingsSHA256
             self.settings = settings
+            self.work = work
         }
-        enum CodingKeys: String, CodingKey { case node, host, pid, expert, amateur, settingsSHA256 = "settings_sha256", settings }
+        enum CodingKeys: String, CodingKey { case node, host, pid, expert, amateur, settingsSHA256 = "settings_sha256", settings, work }
     }
     public struct Request: Codable, Sendable, Equatable {
         public var settingsSHA256: String
@@ -142,7 +147,9 @@ public enum Body: Sendable, Equatable {
         }
     }
     public struct Welcome: Codable, Sendable, Equatable {
-        public var settings: SamplingSettings
+        /// A sampling run's settings, or an evaluation run's (exactly one is present).
+        public var settings: SamplingSettings?
+        public var evaluation: EvalWorkSettings?
         public var settingsSHA256: String
         public var heartbeatMilliseconds: Int
         public var nodeTimeoutMilliseconds: Int
@@ -150,9 +157,10 @@ public enum Body: Sendable, Equatable {
         public var totalQuestions: Int
         /// The run's question set (`RunIdentity.questionsDigest`): a node records it with the settings.
         public var questionsSHA256: String?
-        public init(settings: SamplingSettings, settingsSHA256: String, heartbeatMilliseconds: Int,
+        public init(work: RunWork, settingsSHA256: String, heartbeatMilliseconds: Int,
                     nodeTimeoutMilliseconds: Int, maxChunkBytes: Int, totalQuestions: Int, questionsSHA256: String? = nil) {
-            self.settings = settings
+            settings = work.sampling
+            evaluation = work.evaluation
             self.settingsSHA256 = settingsSHA256
             self.heartbeatMilliseconds = heartbeatMilliseconds
             self.nodeTimeoutMilliseconds = nodeTimeoutMilliseconds
@@ -160,8 +168,16 @@ public enum Body: Sendable, Equatable {
             self.totalQuestions = totalQuestions
             self.questionsSHA256 = questionsSHA256
         }
+        /// The run's work; nil when the message carries neither settings or both.
+        public var work: RunWork? {
+            switch (settings, evaluation) {
+            case let (settings?, nil): .sample(settings)
+            case let (nil, evaluation?): .eval(evaluation)
+            default: nil
+            }
+        }
         enum CodingKeys: String, CodingKey {
-            case settings, settingsSHA256 = "settings_sha256", heartbeatMilliseconds = "heartbeat_ms"
+            case settings, evaluation, settingsSHA256 = "settings_sha256", heartbeatMilliseconds = "heartbeat_ms"
             case nodeTimeoutMilliseconds = "node_timeout_ms", maxChunkBytes = "max_chunk_bytes", totalQuestions = "total_questions"
             case questionsSHA256 = "questions_sha256"
         }

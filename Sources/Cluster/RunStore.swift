@@ -1,5 +1,6 @@
 import Foundation
 import Contrast
+import Evaluation
 import InputFiles
 #if canImport(Glibc)
 import Glibc
@@ -13,27 +14,38 @@ public struct RunIdentity: Codable, Sendable, Equatable {
     /// SHA-256 over the questions' ids and texts, in order.
     public var questionsSHA256: String
     public var shardSize: Int
-    public var settings: SamplingSettings
+    /// A sampling run's settings, or an evaluation run's (exactly one is present).
+    public var settings: SamplingSettings?
+    public var evaluation: EvalWorkSettings?
     public var settingsSHA256: String
+    /// The expert of a sampling run, the evaluated model of an evaluation.
     public var expert: ModelFingerprint
-    public var amateur: ModelFingerprint
+    public var amateur: ModelFingerprint?
 
     public init(runID: String, protocolVersion: Int, questions: Int, questionsSHA256: String, shardSize: Int,
-                settings: SamplingSettings, settingsSHA256: String, expert: ModelFingerprint, amateur: ModelFingerprint) {
+                work: RunWork, settingsSHA256: String, expert: ModelFingerprint, amateur: ModelFingerprint?) {
         self.runID = runID
         self.protocolVersion = protocolVersion
         self.questions = questions
         self.questionsSHA256 = questionsSHA256
         self.shardSize = shardSize
-        self.settings = settings
+        settings = work.sampling
+        evaluation = work.evaluation
         self.settingsSHA256 = settingsSHA256
         self.expert = expert
         self.amateur = amateur
     }
 
+    /// A sampling run.
+    public init(runID: String, protocolVersion: Int, questions: Int, questionsSHA256: String, shardSize: Int,
+                settings: SamplingSettings, settingsSHA256: String, expert: ModelFingerprint, amateur: ModelFingerprint) {
+        self.init(runID: runID, protocolVersion: protocolVersion, questions: questions, questionsSHA256: questionsSHA256,
+                  shardSize: shardSize, work: .sample(settings), settingsSHA256: settingsSHA256, expert: expert, amateur: amateur)
+    }
+
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", protocolVersion = "protocol_version", questions, questionsSHA256 = "questions_sha256"
-        case shardSize = "shard_size", settings, settingsSHA256 = "settings_sha256", expert, amateur
+        case shardSize = "shard_size", settings, evaluation, settingsSHA256 = "settings_sha256", expert, amateur
     }
 
     public static func questionsDigest(_ questions: [Question]) -> String {
@@ -56,11 +68,13 @@ public struct RunIdentity: Codable, Sendable, Equatable {
         if questions != other.questions || questionsSHA256 != other.questionsSHA256 { fields.append("questions (--data / --max-questions)") }
         if shardSize != other.shardSize { fields.append("shard_size") }
         if settingsSHA256 != other.settingsSHA256 {
-            let named = fieldDifferences(settings, other.settings)
+            let named = fieldDifferences(settings, other.settings) + fieldDifferences(evaluation, other.evaluation)
             fields.append("settings (" + (named.isEmpty ? "their digests" : named.joined(separator: ", ")) + ")")
         }
-        if expert.digest != other.expert.digest { fields.append("expert model (\(expert.differences(from: other.expert)))") }
-        if amateur.digest != other.amateur.digest { fields.append("amateur model (\(amateur.differences(from: other.amateur)))") }
+        if expert.digest != other.expert.digest { fields.append("\(evaluation != nil ? "" : "expert ")model (\(expert.differences(from: other.expert)))") }
+        if amateur?.digest != other.amateur?.digest {
+            fields.append("amateur model (" + (amateur.flatMap { mine in other.amateur.map { mine.differences(from: $0) } } ?? "present in one run only") + ")")
+        }
         return fields
     }
 }
@@ -138,11 +152,37 @@ public final class RunStore {
 
     /// Attribution line, then the question's records made durable (the unit of commit).
     public func commit(question: Question, records: [SampleRecord], trace: [UInt8]? = nil, node: String) throws {
+        try attribute(question, to: node)
+        try journal.commit(questionID: question.id, records: records, trace: trace)
+        if attribution[question.id] == nil { attribution[question.id] = node }
+    }
+
+    /// An evaluation item: its line as `eval` writes it in <dataset>.jsonl.
+    public func commit(question: Question, item: ItemResult, node: String) throws {
+        try attribute(question, to: node)
+        try journal.commit(questionID: question.id, lines: try EvalOutput.encodeLine(item), count: 1)
+        if attribution[question.id] == nil { attribution[question.id] = node }
+    }
+
+    private func attribute(_ question: Question, to node: String) throws {
         var line = try JSONEncoder().encode(Attribution(question_id: question.id, node: node))
         line.append(UInt8(ascii: "\n"))
         try attributionHandle.write(contentsOf: line)
-        try journal.commit(questionID: question.id, records: records, trace: trace)
-        if attribution[question.id] == nil { attribution[question.id] = node }
+    }
+
+    /// An evaluation run's items in question order (each question's first commit), read from the journal.
+    public func committedItems(questions: [Question]) throws -> [ItemResult] {
+        let index = try journalIndex()
+        let data = try Data(contentsOf: journal.samplesURL)
+        let decoder = JSONDecoder()
+        return try questions.enumerated().map { q, question in
+            guard let entry = index[question.id], entry.samples.upperBound <= data.count else {
+                throw ClusterError.io("question \(q) (\(question.id.prefix(60))) has no committed result; the run is not complete")
+            }
+            do { return try decoder.decode(ItemResult.self, from: data[entry.samples]) } catch {
+                throw ClusterError.io("\(journal.samplesURL.path): the committed line of \(question.id.prefix(60)) is not an eval item (\(error)); hint: use a new --out directory")
+            }
+        }
     }
 
     public func loadNodeStatistics() -> [String: NodeStatistics] {
@@ -273,7 +313,10 @@ public final class RunStore {
         let index = try journalIndex()
         let reader = try FileHandle(forReadingFrom: journal.samplesURL)
         defer { try? reader.close() }
-        let storesSteps = identity.settings.storedFloor != nil
+        guard let settings = identity.settings, let amateur = identity.amateur else {
+            throw ClusterError.usage("\(directory.path) is an evaluation run: it has no sample shards")
+        }
+        let storesSteps = settings.storedFloor != nil
         let stepsReader = storesSteps ? try FileHandle(forReadingFrom: journal.stepsURL) : nil
         defer { try? stepsReader?.close() }
         let shardSize = identity.shardSize
@@ -315,8 +358,8 @@ public final class RunStore {
         }
         let manifest = Manifest(runID: identity.runID, protocolVersion: identity.protocolVersion, questions: questions.count,
                                 records: total, questionsSHA256: identity.questionsSHA256, shardSize: shardSize,
-                                settings: identity.settings, settingsSHA256: identity.settingsSHA256,
-                                expert: identity.expert, amateur: identity.amateur, shards: shards,
+                                settings: settings, settingsSHA256: identity.settingsSHA256,
+                                expert: identity.expert, amateur: amateur, shards: shards,
                                 stepsShards: storesSteps ? stepsShards : nil, nodes: nodes)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

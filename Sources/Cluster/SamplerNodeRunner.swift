@@ -13,10 +13,45 @@ public protocol QuestionSampler: AnyObject {
     var report: NodeReport { get }
 }
 
+/// One item's result as it goes to the coordinator: the payload (a sampling question's records as JSONL
+/// then its step data; an evaluation item's EvalCompletion line), its record count and step-data length.
+public struct WorkResult: Sendable {
+    public var payload: [UInt8]
+    public var records: Int
+    public var traceBytes: Int?
+    public init(payload: [UInt8], records: Int, traceBytes: Int? = nil) {
+        self.payload = payload
+        self.records = records
+        self.traceBytes = traceBytes
+    }
+}
+
+/// What any node computes with, whatever the run's kind: leased questions in, up to `rows` in flight,
+/// one result per question passed to `emit` (with its index in `questions`) as soon as it is done, in
+/// any order. `emit` throws when the lease was abandoned; the worker then stops.
+public protocol LeaseWorker: AnyObject {
+    func compute(_ questions: [Question], rows: Int, emit: (Int, WorkResult) throws -> Void) throws
+    var report: NodeReport { get }
+}
+
+/// A QuestionSampler as a LeaseWorker (records and step data encoded as the protocol's result payload).
+final class SamplingWorker: LeaseWorker {
+    let sampler: QuestionSampler
+    init(_ sampler: QuestionSampler) { self.sampler = sampler }
+    func compute(_ questions: [Question], rows: Int, emit: (Int, WorkResult) throws -> Void) throws {
+        try sampler.sample(questions, rows: rows) { index, sampled in
+            let (payload, traceBytes) = try ResultPayload.encode(sampled)
+            try emit(index, WorkResult(payload: payload, records: sampled.records.count, traceBytes: traceBytes))
+        }
+    }
+    var report: NodeReport { sampler.report }
+}
+
 public struct SamplerNodeParameters: Sendable {
     public var endpoint: String
     public var node: NodeConfig
     public var curve: CurveKeys.Client?
+    /// Questions in flight (`LeaseWorker.compute`'s rows).
     public var batchSize = 8
 
     public init(endpoint: String, node: NodeConfig) {
@@ -70,7 +105,7 @@ final class SharedState: @unchecked Sendable {
 }
 
 enum WorkerJob: @unchecked Sendable {
-    case lease(Body.Lease, SamplingSettings)
+    case lease(Body.Lease, RunWork)
     case stop(Int32)
 }
 
@@ -87,11 +122,18 @@ private struct LeaseAbandoned: Error {}
 /// Set by SIGTERM/SIGINT; the network thread says goodbye and stops.
 nonisolated(unsafe) private var stopSignal: Int32 = 0
 
-/// The sampler process: a network thread (DEALER socket, NodeCore, heartbeats) and the calling thread
-/// as the worker that runs the models. Returns the exit status.
+/// A node process (sampler or evaluator): a network thread (DEALER socket, NodeCore, heartbeats) and the
+/// calling thread as the worker that runs the models. Returns the exit status.
 public enum SamplerNodeRunner {
     public static func run(_ parameters: SamplerNodeParameters,
                            makeSampler: (SamplingSettings) throws -> QuestionSampler) -> Int32 {
+        run(parameters) { (work: RunWork) throws -> LeaseWorker in
+            guard case let .sample(settings) = work else { throw ClusterError.refused("a sampler node cannot do \(work.kind) work") }
+            return SamplingWorker(try makeSampler(settings))
+        }
+    }
+
+    public static func run(_ parameters: SamplerNodeParameters, makeWorker: (RunWork) throws -> LeaseWorker) -> Int32 {
         let started = monotonicSeconds()
         let name = parameters.node.name
         let log: @Sendable (String) -> Void = { clusterLog(String(format: "[%7.1fs] sampler %@: ", monotonicSeconds() - started, name) + $0) }
@@ -116,8 +158,8 @@ public enum SamplerNodeRunner {
         network.name = "sampler-network"
         network.start()
 
-        var sampler: QuestionSampler?
-        var samplerSettings: SamplingSettings?
+        var sampler: LeaseWorker?
+        var samplerSettings: RunWork?
         while true {
             switch toWorker.take() {
             case let .stop(status):
@@ -127,17 +169,16 @@ public enum SamplerNodeRunner {
                 defer { shared.workerBusy = false }
                 do {
                     if sampler == nil || samplerSettings != settings {
-                        sampler = try makeSampler(settings)
+                        sampler = try makeWorker(settings)
                         samplerSettings = settings
                     }
                     let questions = lease.questions
                     do {
                         // Continuous batching: each question goes to the coordinator as it finishes.
-                        try sampler!.sample(questions.map(\.question), rows: max(1, parameters.batchSize)) { index, sampled in
+                        try sampler!.compute(questions.map(\.question), rows: max(1, parameters.batchSize)) { index, result in
                             if shared.isAbandoned(lease.shard) { throw LeaseAbandoned() }
-                            let (payload, traceBytes) = try ResultPayload.encode(sampled)
-                            toNetwork.post(.computed(shard: lease.shard, question: questions[index].index, payload: payload,
-                                                     records: sampled.records.count, traceBytes: traceBytes))
+                            toNetwork.post(.computed(shard: lease.shard, question: questions[index].index, payload: result.payload,
+                                                     records: result.records, traceBytes: result.traceBytes))
                             toNetwork.post(.report(sampler!.report))
                         }
                     } catch is LeaseAbandoned {}

@@ -206,6 +206,16 @@ public final class DurableSampleLog {
     /// Makes one question's step data (`trace`, a StepTrace segment) and records (possibly none) durable,
     /// then marks the question finished.
     public func commit(questionID: String, records: [SampleRecord], trace: [UInt8]? = nil) throws {
+        var payload = Data()
+        for record in records {
+            payload.append(try record.jsonLine())
+            payload.append(UInt8(ascii: "\n"))
+        }
+        try commit(questionID: questionID, lines: payload, count: records.count, trace: trace)
+    }
+
+    /// The same for any unit of `count` JSONL lines (a distributed evaluation commits one item line).
+    public func commit(questionID: String, lines payload: Data, count: Int, trace: [UInt8]? = nil) throws {
         var stepsDigest: String?
         if let trace {
             if stepsFD < 0 { stepsFD = try Self.open(stepsURL) }
@@ -213,11 +223,6 @@ public final class DurableSampleLog {
             guard fsync(stepsFD) == 0 else { throw DurableLogError.io(file: stepsURL.path, operation: "fsync", code: errno) }
             stepsBytes += trace.count
             stepsDigest = SHA256.hex(trace)
-        }
-        var payload = Data()
-        for record in records {
-            payload.append(try record.jsonLine())
-            payload.append(UInt8(ascii: "\n"))
         }
         if crashHook.shouldTear(afterCommits: commitsThisRun) {
             // Test hook: a write cut short mid-record, then death — the torn tail a real crash leaves.
@@ -229,14 +234,14 @@ public final class DurableSampleLog {
         samplesBytes += payload.count
         var hasher = SHA256()
         hasher.update(payload)
-        var line = try JSONEncoder().encode(Progress(question_id: questionID, records: records.count, samples_bytes: samplesBytes,
+        var line = try JSONEncoder().encode(Progress(question_id: questionID, records: count, samples_bytes: samplesBytes,
                                                      samples_sha256: hasher.hexDigest(), steps_bytes: stepsDigest.map { _ in stepsBytes },
                                                      steps_sha256: stepsDigest))
         line.append(UInt8(ascii: "\n"))
         try writeAll(progressFD, line, file: progressURL)
         guard fsync(progressFD) == 0 else { throw DurableLogError.io(file: progressURL.path, operation: "fsync", code: errno) }
         finished.insert(questionID)
-        recordCount += records.count
+        recordCount += count
         commitsThisRun += 1
         if crashHook.shouldDie(afterCommits: commitsThisRun) { crashHook.die() }
     }

@@ -17,6 +17,11 @@ public enum PromptType: String, CaseIterable, Sendable {
 
     public static let systemMessage = "Please reason step by step, and put your final answer within \\boxed{}."
 
+    /// The token ids of the input text for `question`.
+    public func ids(_ question: String, tokenizer: Tokenizer) throws -> [Int32] {
+        tokenizer.encode(try render(question, tokenizer: tokenizer))
+    }
+
     /// The input text for `question`; `tokenizer` is needed for `.chat` only.
     public func render(_ question: String, tokenizer: Tokenizer? = nil) throws -> String {
         switch self {
@@ -68,6 +73,17 @@ public struct ItemResult: Codable, Sendable, Equatable {
     }
 }
 
+extension ItemResult {
+    /// An example's completion graded (here or, for distributed evaluation, by the coordinator).
+    public static func graded(_ example: EvalExample, prediction: String, generatedTokens: Int, stopped: Bool,
+                              includePercentage: Bool) -> ItemResult {
+        let grade = Grader.grade(prediction, example: example, includePercentage: includePercentage)
+        return ItemResult(id: example.id, question: example.question, gold: example.gold, prediction: prediction,
+                          extracted: grade.extracted, correct: grade.correct, method: grade.method.rawValue,
+                          generatedTokens: generatedTokens, stopped: stopped)
+    }
+}
+
 /// Batched greedy generation over examples, graded as each item finishes.
 public final class EvalRunner {
     /// Items decoded together.
@@ -102,7 +118,7 @@ public final class EvalRunner {
 
     /// Token ids of an example's prompt.
     public func promptIDs(_ example: EvalExample) throws -> [Int32] {
-        tokenizer.encode(try promptType.render(example.question, tokenizer: tokenizer))
+        try promptType.ids(example.question, tokenizer: tokenizer)
     }
 
     /// The completion text: the final stop id dropped, decoded, cut at the first stop string, trimmed
@@ -134,10 +150,7 @@ public final class EvalRunner {
 
     /// The graded item for an example's greedy result.
     public func grade(_ example: EvalExample, _ result: GreedyResult) -> ItemResult {
-        let prediction = completionText(result)
-        let grade = Grader.grade(prediction, example: example, includePercentage: includePercentage)
-        return ItemResult(id: example.id, question: example.question, gold: example.gold, prediction: prediction,
-                          extracted: grade.extracted, correct: grade.correct, method: grade.method.rawValue,
-                          generatedTokens: result.ids.count, stopped: result.stopped)
+        .graded(example, prediction: completionText(result), generatedTokens: result.ids.count, stopped: result.stopped,
+                includePercentage: includePercentage)
     }
 }

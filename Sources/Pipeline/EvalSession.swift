@@ -1,3 +1,4 @@
+import Cluster
 import Evaluation
 import Foundation
 import Models
@@ -26,6 +27,9 @@ public struct EvalRequest: Sendable {
     public var weights = WeightResidency.auto
     public var compute = ComputePrecision.standard
     public var threads: Int?
+    /// Lease the items to `lightreasoner evaluator` nodes from a coordinator served this way (its journal
+    /// in <out>/coordinator) instead of evaluating here; the output is the same.
+    public var cluster: CoordinatorOptions?
 
     public init(model: URL, datasets: [String], out: URL) {
         self.model = model
@@ -62,9 +66,18 @@ public enum EvalSession {
             datasets.append(dataset)
         }
         try FileManager.default.createDirectory(at: r.out, withIntermediateDirectories: true)
+        if r.cluster != nil, r.compute != .standard {
+            throw PipelineError.inconsistent("--compute \(r.compute.rawValue) with --bind: evaluator nodes compute in \(ComputePrecision.standard.rawValue)",
+                                             hint: "evaluate with --compute \(r.compute.rawValue) on one node, or distribute without it")
+        }
+        if r.cluster != nil, let adapter = r.adapter {
+            throw PipelineError.inconsistent("--adapter \(adapter.path) with --bind: the nodes load --model as it is",
+                                             hint: "merge first (`lightreasoner merge`) and evaluate the merged folder, which every node can read")
+        }
         try EvalIdentity.of(model: r.model, adapter: r.adapter, promptType: r.promptType.rawValue,
                             maxNewTokens: r.maxNewTokens, includePercentage: r.includePercentage, compute: r.compute)
             .checkOrWrite(in: r.out, resuming: r.resume)
+        if let cluster = r.cluster { return try DistributedEval.run(r, datasets: datasets, options: cluster) }
 
         var directory = r.model
         let merged = r.out.appendingPathComponent(".merged-\(UUID().uuidString)")
@@ -88,17 +101,31 @@ public enum EvalSession {
 
         var summaries: [DatasetSummary] = []
         let created = ISO8601DateFormatter().string(from: Date())
-        func summary() -> RunSummary {
-            RunSummary(model: r.model.path, adapter: r.adapter?.path, promptType: r.promptType.rawValue, maxNewTokens: r.maxNewTokens,
-                       batchSize: r.batchSize, limit: r.limit, includePercentage: r.includePercentage, created: created, datasets: summaries)
-        }
         for dataset in datasets {
             summaries.append(try evaluate(dataset, runner: runner, request: r))
-            try EvalOutput.writeSummary(summary(), to: r.out)
+            try EvalOutput.writeSummary(summary(r, created: created, datasets: summaries), to: r.out)
         }
-        try EvalOutput.writeSummary(summary(), to: r.out)
+        return try finish(r, created: created, datasets: summaries)
+    }
+
+    static func summary(_ r: EvalRequest, created: String, datasets: [DatasetSummary]) -> RunSummary {
+        RunSummary(model: r.model.path, adapter: r.adapter?.path, promptType: r.promptType.rawValue, maxNewTokens: r.maxNewTokens,
+                   batchSize: r.batchSize, limit: r.limit, includePercentage: r.includePercentage, created: created, datasets: datasets)
+    }
+
+    /// Writes summary.json once every dataset is done.
+    static func finish(_ r: EvalRequest, created: String, datasets: [DatasetSummary]) throws -> RunSummary {
+        let summary = summary(r, created: created, datasets: datasets)
+        try EvalOutput.writeSummary(summary, to: r.out)
         note("wrote \(EvalOutput.summaryURL(r.out).path)")
-        return summary()
+        return summary
+    }
+
+    /// <out>/<dataset>.jsonl in dataset order, as one node writes it when it finishes.
+    static func writeItems(_ items: [ItemResult], to url: URL) throws {
+        var sorted = Data()
+        for item in items { sorted.append(try EvalOutput.encodeLine(item)) }
+        try sorted.write(to: url, options: .atomic)
     }
 
     private static func evaluate(_ dataset: LoadedDataset, runner: EvalRunner, request r: EvalRequest) throws -> DatasetSummary {
@@ -139,9 +166,7 @@ public enum EvalSession {
         let byID = Dictionary((kept + fresh).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let ordered = dataset.examples.compactMap { byID[$0.id] }
         // Items arrive in finishing order; the finished file is in dataset order, as static batches wrote it.
-        var sorted = Data()
-        for item in ordered { sorted.append(try EvalOutput.encodeLine(item)) }
-        try sorted.write(to: itemsURL, options: .atomic)
+        try writeItems(ordered, to: itemsURL)
         return DatasetSummary(name: dataset.name, source: dataset.source, file: fileName, items: ordered,
                               promptTokens: promptTokens, generationSeconds: seconds, generatedThisRun: generated)
     }

@@ -1,3 +1,4 @@
+import Cluster
 import Contrast
 import Evaluation
 import Foundation
@@ -170,11 +171,23 @@ public struct RunPlan: Sendable {
             request.weights = m.weights
             request.compute = m.compute
             request.threads = m.threads
+            request.cluster = clusterOptions
             return StagePlan(name: name, work: .eval(request, compare: compare), output: run.path(name), inputKeys: keys + Self.evalKeys)
         }
         if e.before { list.append(eval("eval-base", model: expert, keys: ["models.expert"])) }
         list.append(eval("eval-tuned", model: merged, keys: trainKeys, compare: e.before ? run.path("eval-base") : nil))
         return list
+    }
+
+    /// The eval stages' coordinator (eval.bind, eval.curve); nil: they evaluate in this process. Keys that
+    /// do not load are reported by `problems()` before any stage runs.
+    var clusterOptions: CoordinatorOptions? {
+        let e = config.eval
+        return e.bind.map { bind in
+            var options = CoordinatorOptions(bind: bind)
+            options.curve = e.curve.flatMap { try? CurveKeys.loadServer(Self.url($0)) }
+            return options
+        }
     }
 
     /// train/checkpoint-<step> with the highest step (complete ones only: partial ones are dot-prefixed).
@@ -269,6 +282,9 @@ extension RunPlan {
                     list.append("eval.data: \(name): \(error)")
                 }
             }
+        }
+        if let curve = e.curve {
+            do { _ = try CurveKeys.loadServer(Self.url(curve)) } catch { list.append("eval.curve: \(error)") }
         }
         return list.map { $0.replacingOccurrences(of: "; hint: ", with: " — ") }
     }

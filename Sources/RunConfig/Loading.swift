@@ -224,7 +224,8 @@ extension PipelineConfig {
                  ("train.keep_checkpoints", scalar(t.keepCheckpoints)), ("train.packing", scalar(t.packing))]
         rows += [("eval.data", scalar(e.data)), ("eval.data_dir", scalar(e.dataDir)), ("eval.limit", scalar(e.limit)),
                  ("eval.max_new_tokens", scalar(e.maxNewTokens)), ("eval.batch_size", scalar(e.batchSize)),
-                 ("eval.prompt_type", scalar(e.promptType.rawValue)), ("eval.before", scalar(e.before))]
+                 ("eval.prompt_type", scalar(e.promptType.rawValue)), ("eval.before", scalar(e.before)),
+                 ("eval.bind", scalar(e.bind)), ("eval.curve", scalar(e.curve))]
         return rows + (sweep?.flattened() ?? [])
     }
 

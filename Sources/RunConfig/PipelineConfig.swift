@@ -94,11 +94,16 @@ public struct EvalSection: ConfigSection, Equatable {
     public var batchSize = EvalRunner.defaultBatchSize
     public var promptType = EvalRunner.defaultPromptType
     public var before = true
+    /// nil: evaluate in this process. An endpoint: serve the items from a coordinator bound there to
+    /// `lightreasoner evaluator` nodes (cluster/eval.sh); the output is the same.
+    public var bind: String?
+    /// CURVE key folder for that coordinator (`lightreasoner keygen`); nil: none (loopback binds only).
+    public var curve: String?
 
     public static let runMaxNewTokens = 512
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case data, limit, before
+        case data, limit, before, bind, curve
         case dataDir = "data_dir", maxNewTokens = "max_new_tokens", batchSize = "batch_size", promptType = "prompt_type"
     }
     public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
@@ -236,6 +241,8 @@ extension EvalSection {
         batchSize = try c.value(.batchSize, batchSize)
         promptType = try c.choice(.promptType, promptType)
         before = try c.value(.before, before)
+        bind = try c.decodeIfPresent(String.self, forKey: .bind)
+        curve = try c.decodeIfPresent(String.self, forKey: .curve)
     }
 }
 
@@ -280,6 +287,8 @@ extension PipelineConfig {
         if let limit = e.limit { check(limit >= 1, "eval.limit", "at least 1 (or null: all)", limit) }
         check(e.maxNewTokens >= 1, "eval.max_new_tokens", "at least 1", e.maxNewTokens)
         check(e.batchSize >= 1, "eval.batch_size", "at least 1", e.batchSize)
+        if let bind = e.bind { check(bind.contains("://"), "eval.bind", "an endpoint such as tcp://127.0.0.1:5555 (or null)", bind) }
+        if e.curve != nil { check(e.bind != nil, "eval.curve", "null unless eval.bind is set", e.curve ?? "") }
         return list
     }
 }

@@ -28,8 +28,7 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
     @Option(help: "ZeroMQ endpoint to bind: tcp://127.0.0.1:5555 (this host), tcp://*:5555 (every interface), tcp://127.0.0.1:* (a free port; see OUT/endpoint).")
     var bind: String
 
-    @Option(help: "Questions per shard (one lease).")
-    var shardSize = 16
+    @OptionGroup var coordination: CoordinatorFlags
 
     @Option(help: "Expert model directory (fingerprinted, not loaded).")
     var expert = "models/tiny-expert"
@@ -38,6 +37,27 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
     var amateur = "models/tiny-amateur"
 
     @OptionGroup var sampling: SamplingOptions
+
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    func validate() throws {
+        try CoordinatorFlags.validate(bind: bind)
+    }
+
+    func run() throws {
+        let settings = sampling.settings
+        let questions = sampling.limit(try loadQuestions(file: userURL(data)))
+        let parameters = CoordinatorParameters(questions: questions, settings: settings, expertDirectory: userURL(expert),
+                                               amateurDirectory: userURL(amateur), out: userURL(out), options: try coordination.options(bind: bind))
+        let manifest = try CoordinatorServer.run(parameters)
+        print("run \(manifest.runID): \(manifest.questions) questions, \(manifest.records) records in \(manifest.shards.count) shard file(s) → \(userURL(out).path)/manifest.json")
+    }
+}
+
+/// How a coordinator serves its run (`coordinator`, `eval --bind`): one set of flags, one place for their defaults.
+struct CoordinatorFlags: ParsableArguments {
+    @Option(help: "Items (questions) per shard: one lease.")
+    var shardSize = 16
 
     @Option(help: "Directory with the run's CURVE keys (server.public, server.secret, authorized_clients); only nodes holding an authorized client key can join.")
     var curve: String?
@@ -48,7 +68,7 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
     @Option(help: "Seconds of silence after which a node is declared lost and its shard requeued.")
     var nodeTimeout = 30.0
 
-    @Option(help: "Seconds a lease may go without a committed question before it is requeued (cover one batch on the slowest node).")
+    @Option(help: "Seconds a lease may go without a committed item before it is requeued (cover one batch on the slowest node).")
     var leaseSeconds = 1800.0
 
     @Option(help: "Lease no work until this many nodes have joined (then any number may work).")
@@ -57,22 +77,20 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
     @Option(help: "When nothing is pending, also lease the shard running longest (past this many seconds) to an idle node; the first result wins (0: never).")
     var stragglerSeconds = CoordinatorConfig.defaultStragglerSeconds
 
-    @Option(help: "Stop the run when sampling one shard failed on this many nodes (a node reporting an error, not a node that vanished).")
+    @Option(help: "Stop the run when one shard failed on this many nodes (a node reporting an error, not a node that vanished).")
     var maxShardFailures = 3
 
-    @Option(help: "Largest result chunk in bytes (a question's records are split into chunks this size).")
+    @Option(help: "Largest result chunk in bytes (an item's result is split into chunks this size).")
     var chunkBytes = WireProtocol.defaultChunkBytes
 
     @Option(help: "Seconds between progress lines on stderr.")
     var progressSeconds = 10.0
 
-    @Option(help: "File to write the bound endpoint to (default OUT/endpoint).")
+    @Option(help: "File to write the bound endpoint to (default: the coordinator folder's endpoint).")
     var endpointFile: String?
 
     @Flag(help: "Allow binding a non-loopback address without --curve (anyone who reaches it can join and submit).")
     var insecure = false
-
-    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
         if shardSize < 1 { throw ValidationError("--shard-size must be at least 1") }
@@ -85,29 +103,28 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
         if chunkBytes < 1024 || chunkBytes > WireProtocol.maxChunkBytes {
             throw ValidationError("--chunk-bytes must be in 1024...\(WireProtocol.maxChunkBytes)")
         }
+    }
+
+    static func validate(bind: String) throws {
         if !bind.contains("://") { throw ValidationError("--bind takes an endpoint such as tcp://127.0.0.1:5555") }
     }
 
-    func run() throws {
-        let settings = sampling.settings
-        let questions = sampling.limit(try loadQuestions(file: userURL(data)))
-        var parameters = CoordinatorParameters(questions: questions, settings: settings, expertDirectory: userURL(expert),
-                                               amateurDirectory: userURL(amateur), out: userURL(out), bind: bind)
-        parameters.shardSize = shardSize
-        parameters.heartbeatSeconds = Double(heartbeatMs) / 1000
-        parameters.nodeTimeoutSeconds = nodeTimeout
-        parameters.leaseSeconds = leaseSeconds
-        parameters.maxShardFailures = maxShardFailures
-        parameters.minNodes = minNodes
-        parameters.stragglerSeconds = stragglerSeconds > 0 ? stragglerSeconds : nil
-        parameters.chunkBytes = chunkBytes
-        parameters.progressSeconds = progressSeconds
-        parameters.lingerSeconds = max(2, 3 * parameters.heartbeatSeconds)
-        parameters.endpointFile = endpointFile.map(userURL)
-        parameters.insecure = insecure
-        if let curve { parameters.curve = try CurveKeys.loadServer(userURL(curve)) }
-        let manifest = try CoordinatorServer.run(parameters)
-        print("run \(manifest.runID): \(manifest.questions) questions, \(manifest.records) records in \(manifest.shards.count) shard file(s) → \(userURL(out).path)/manifest.json")
+    func options(bind: String) throws -> CoordinatorOptions {
+        var options = CoordinatorOptions(bind: bind)
+        options.shardSize = shardSize
+        options.heartbeatSeconds = Double(heartbeatMs) / 1000
+        options.nodeTimeoutSeconds = nodeTimeout
+        options.leaseSeconds = leaseSeconds
+        options.maxShardFailures = maxShardFailures
+        options.minNodes = minNodes
+        options.stragglerSeconds = stragglerSeconds > 0 ? stragglerSeconds : nil
+        options.chunkBytes = chunkBytes
+        options.progressSeconds = progressSeconds
+        options.lingerSeconds = max(2, 3 * options.heartbeatSeconds)
+        options.endpointFile = endpointFile.map(userURL)
+        options.insecure = insecure
+        if let curve { options.curve = try CurveKeys.loadServer(userURL(curve)) }
+        return options
     }
 }
 

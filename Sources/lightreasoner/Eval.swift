@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Evaluation
 import Foundation
 import Pipeline
@@ -25,6 +26,12 @@ struct Eval: ParsableCommand, LoggedCommand {
         by side with the paired difference B − A (items matched by id) and its standard error; \
         `--compare BASE` next to a run compares BASE with the new run. --adapter merges a PEFT LoRA \
         adapter into --model first (what `lightreasoner merge` writes), in a temporary folder under --out.
+
+        With --bind, this process is the coordinator of a distributed evaluation: it loads no model and \
+        leases the items to `lightreasoner evaluator --connect ENDPOINT --model DIR` nodes (the sampling \
+        coordinator's protocol: fingerprints, leases, heartbeats, CURVE, a durable journal in <out>/coordinator; \
+        a node that dies loses nothing), grades what they return, and writes the same files as one node \
+        would. See cluster/README.md (Distributed evaluation).
         """)
 
     @Option(help: "Hugging Face model directory (weights and tokenizer).")
@@ -63,6 +70,11 @@ struct Eval: ParsableCommand, LoggedCommand {
     @Flag(help: "Numbers must match the gold number itself (by default, as in the toolkit, gold/100 and gold×100 also count).")
     var exactNumbers = false
 
+    @Option(help: "Serve the items to `lightreasoner evaluator` nodes from this ZeroMQ endpoint instead of evaluating here (tcp://127.0.0.1:* picks a free port, written to <out>/coordinator/endpoint).")
+    var bind: String?
+
+    @OptionGroup(title: "Distributed evaluation (with --bind)") var coordination: CoordinatorFlags
+
     @OptionGroup var load: ModelLoadOptions
 
     @OptionGroup var computeOptions: ComputeOptions
@@ -82,6 +94,7 @@ struct Eval: ParsableCommand, LoggedCommand {
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
         if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let bind { try CoordinatorFlags.validate(bind: bind) }
     }
 
     func run() throws {
@@ -103,6 +116,7 @@ struct Eval: ParsableCommand, LoggedCommand {
         request.compute = computeOptions.compute
         request.threads = load.threads
         computeOptions.noteFallback()
+        request.cluster = try bind.map { try coordination.options(bind: $0) }
         let summary = try EvalSession.run(request)
         print(EvalTables.results(summary))
         if let base = compare.first {

@@ -20,7 +20,7 @@ struct LightReasoner: ParsableCommand {
         \(ExitStatus.table)
         """,
         version: version,
-        subcommands: [Inspect.self, Tokenize.self, Convert.self, Generate.self, Sample.self, Relabel.self, CoordinatorCommand.self, SamplerCommand.self, KeygenCommand.self, Train.self, Merge.self, Eval.self, Run.self, Sweep.self, Report.self, Bench.self])
+        subcommands: [Inspect.self, Tokenize.self, Convert.self, Generate.self, Sample.self, Relabel.self, CoordinatorCommand.self, SamplerCommand.self, EvaluatorCommand.self, KeygenCommand.self, Train.self, Merge.self, Eval.self, Run.self, Sweep.self, Report.self, Bench.self, Plan.self])
 
     /// Usage errors (parsing, `validate()`) print the usage and exit 64; runtime errors print the error and
     /// its hint and exit with their `ExitStatus`.

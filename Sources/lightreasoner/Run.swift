@@ -50,6 +50,13 @@ struct Run: ParsableCommand, LoggedCommand {
         let previous = try plan.previousConfig()
         printError("lightreasoner run \(config) → \(runURL.path)")
         printError(pipeline.table())
+        // The planner's estimate for this machine (a few seconds of calibration; `lightreasoner plan` for N nodes).
+        do {
+            let estimate = Planner.estimate(pipeline, calibration: try Planner.calibrate(pipeline, threads: pipeline.models.threads), nodes: 1)
+            printError("plan (estimated on this machine, 1 node):\n" + estimate.table())
+        } catch {
+            printError("plan: no estimate (\(error))")
+        }
         // A dry run creates nothing: no run directory, no logs, no effective config.
         let moved = try plan.reconcile(with: previous, dryRun: dryRun)
         moved.forEach { printError($0) }

@@ -20,8 +20,7 @@ struct SamplerCommand: ParsableCommand, LoggedCommand {
         Test hook: LIGHTREASONER_SAMPLER_CRASH_AFTER=N kills the node (exit 87) once N of its results are committed.
         """)
 
-    @Option(help: "The coordinator's endpoint, e.g. tcp://head-node:5555.")
-    var connect: String
+    @OptionGroup var node: NodeOptions
 
     @Option(help: "Expert model directory (its tokenizer renders the prompts).")
     var expert = "models/tiny-expert"
@@ -29,20 +28,8 @@ struct SamplerCommand: ParsableCommand, LoggedCommand {
     @Option(help: "Amateur model directory.")
     var amateur = "models/tiny-amateur"
 
-    @Option(help: "Directory with the run's CURVE keys (server.public, client.public, client.secret); required when the coordinator runs with --curve.")
-    var curve: String?
-
-    @Option(help: "Which client key pair in the --curve directory to use (NAME.public / NAME.secret).")
-    var curveClient = "client"
-
-    @Option(help: "Node name in logs and the manifest (default: host-pid).")
-    var name: String?
-
     @Option(help: "Questions in flight; a finished one is replaced by the next at once (memory: batch × max-new-tokens × vocab × 4 bytes of expert logits).")
     var batchSize = ContrastiveSampler.defaultBatchSize
-
-    @Option(help: "Give up after this many seconds without a word from the coordinator.")
-    var waitSeconds = 600.0
 
     @Flag(help: "Proceed even if the two tokenizers map common ids to different strings.")
     var allowVocabMismatch = false
@@ -53,7 +40,6 @@ struct SamplerCommand: ParsableCommand, LoggedCommand {
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
-        if waitSeconds <= 0 { throw ValidationError("--wait-seconds must be positive") }
     }
 
     func run() throws {
@@ -72,13 +58,13 @@ struct SamplerCommand: ParsableCommand, LoggedCommand {
         }
         let host = ProcessInfo.processInfo.hostName
         let pid = Int(ProcessInfo.processInfo.processIdentifier)
-        var node = NodeConfig(name: name ?? "\(host.split(separator: ".").first.map(String.init) ?? host)-\(pid)",
-                              host: host, pid: pid, expert: expertPrint, amateur: amateurPrint)
-        node.giveUpSeconds = waitSeconds
-        node.crashAfterCommits = ProcessInfo.processInfo.environment["LIGHTREASONER_SAMPLER_CRASH_AFTER"].flatMap(Int.init)
-        var parameters = SamplerNodeParameters(endpoint: connect, node: node)
+        var config = NodeConfig(name: node.name ?? "\(host.split(separator: ".").first.map(String.init) ?? host)-\(pid)",
+                                host: host, pid: pid, expert: expertPrint, amateur: amateurPrint)
+        config.giveUpSeconds = node.waitSeconds
+        config.crashAfterCommits = ProcessInfo.processInfo.environment["LIGHTREASONER_SAMPLER_CRASH_AFTER"].flatMap(Int.init)
+        var parameters = SamplerNodeParameters(endpoint: node.connect, node: config)
         parameters.batchSize = batchSize
-        if let curve { parameters.curve = try CurveKeys.loadClient(userURL(curve), name: curveClient) }
+        parameters.curve = try node.curveKeys()
         let status = SamplerNodeRunner.run(parameters) { settings in
             ContrastiveQuestionSampler(ContrastiveSampler(expert: expertDecoder, amateur: amateurDecoder, tokenizer: tokenizer, settings: settings))
         }
@@ -105,5 +91,31 @@ final class ContrastiveQuestionSampler: QuestionSampler {
         report.expertSeconds = s.expertSeconds
         report.amateurSeconds = s.amateurSeconds
         return report
+    }
+}
+
+/// How any node (sampler, evaluator) reaches its coordinator.
+struct NodeOptions: ParsableArguments {
+    @Option(help: "The coordinator's endpoint, e.g. tcp://head-node:5555.")
+    var connect: String
+
+    @Option(help: "Directory with the run's CURVE keys (server.public, client.public, client.secret); required when the coordinator runs with --curve.")
+    var curve: String?
+
+    @Option(help: "Which client key pair in the --curve directory to use (NAME.public / NAME.secret).")
+    var curveClient = "client"
+
+    @Option(help: "Node name in logs and the coordinator's statistics (default: host-pid).")
+    var name: String?
+
+    @Option(help: "Give up after this many seconds without a word from the coordinator.")
+    var waitSeconds = 600.0
+
+    func validate() throws {
+        if waitSeconds <= 0 { throw ValidationError("--wait-seconds must be positive") }
+    }
+
+    func curveKeys() throws -> CurveKeys.Client? {
+        try curve.map { try CurveKeys.loadClient(userURL($0), name: curveClient) }
     }
 }

@@ -151,7 +151,9 @@ import TestSupport
             }
         }
         var settings = InProcessCluster.config()
-        settings.settings.alpha = .nan
+        var nan = InProcessCluster.settingsWithoutSteps
+        nan.alpha = .nan
+        settings.work = .sample(nan)
         do { _ = try CoordinatorCore(config: settings, questions: InProcessCluster.questions(3), committedIDs: []); Issue.record("NaN alpha accepted") } catch {
             #expect("\(error)".contains("alpha"))
         }
@@ -167,15 +169,15 @@ import TestSupport
         let out = try makeTemporaryDirectory("insecure")
         let parameters = CoordinatorParameters(questions: InProcessCluster.questions(2), settings: InProcessCluster.settingsWithoutSteps,
                                                expertDirectory: Repo.model("tiny-expert"), amateurDirectory: Repo.model("tiny-amateur"),
-                                               out: out, bind: "tcp://*:0")
+                                               out: out, options: CoordinatorOptions(bind: "tcp://*:0"))
         do { _ = try CoordinatorServer.run(parameters); Issue.record("bound every interface without --curve or --insecure") } catch {
             #expect("\(error)".contains("--insecure") && "\(error)".contains("--curve"), "\(error)")
         }
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("run.json").path))
         // Durations are checked before --out is touched.
         var infinite = parameters
-        infinite.bind = "tcp://127.0.0.1:0"
-        infinite.leaseSeconds = .infinity
+        infinite.options.bind = "tcp://127.0.0.1:0"
+        infinite.options.leaseSeconds = .infinity
         #expect(throws: ClusterError.self) { try CoordinatorServer.run(infinite) }
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("run.json").path))
     }
@@ -189,10 +191,10 @@ import TestSupport
         let questions = InProcessCluster.questions(2)
         var parameters = CoordinatorParameters(questions: questions, settings: InProcessCluster.settingsWithoutSteps,
                                                expertDirectory: Repo.model("tiny-expert"), amateurDirectory: Repo.model("tiny-amateur"),
-                                               out: out, bind: "tcp://127.0.0.1:*")
-        parameters.shardSize = 1
-        parameters.progressSeconds = 3600
-        parameters.lingerSeconds = 0.2
+                                               out: out, options: CoordinatorOptions(bind: "tcp://127.0.0.1:*"))
+        parameters.options.shardSize = 1
+        parameters.options.progressSeconds = 3600
+        parameters.options.lingerSeconds = 0.2
         let outcome = OutcomeBox()
         let fixed = parameters
         let server = Thread { outcome.set(Result { try CoordinatorServer.run(fixed) }) }

@@ -1,6 +1,7 @@
 import Foundation
 import Cluster
 import Contrast
+import Evaluation
 
 /// Drives a CoordinatorCore and several NodeCores against each other with no sockets: messages are
 /// encoded to frames and queued, time is a number the test advances, the "worker" makes deterministic
@@ -36,6 +37,10 @@ final class InProcessCluster {
     /// Commits in order (question index, node name); `committed` holds each question's records.
     var commits: [(question: Int, node: String)] = []
     var committed: [Int: [SampleRecord]] = [:]
+    /// An evaluation run's committed items.
+    var committedItems: [Int: ItemResult] = [:]
+    /// Set for an evaluation run: the fake worker's completion of each question instead of records.
+    var completion: ((Question) -> EvalCompletion)?
     /// Each committed question's step data bytes (nil: committed without).
     var committedTraces: [Int: [UInt8]?] = [:]
     /// Step data the fake worker sends with each question's records (nil: none).
@@ -141,6 +146,10 @@ final class InProcessCluster {
                 committed[question] = records
                 committedTraces[question] = trace
                 commits.append((question, name))
+            case let .commitItem(question, item, name):
+                precondition(committedItems[question] == nil, "question \(question) committed twice")
+                committedItems[question] = item
+                commits.append((question, name))
             case let .log(text):
                 coordinatorLogs.append(text)
             case .runComplete:
@@ -170,12 +179,17 @@ final class InProcessCluster {
                 apply(node.core.workerFailed("token id 9999 is outside the embedding table (shard \(job.lease.shard))"), node)
             } else if !node.stuck, let job = node.job {
                 let question = job.lease.questions[job.next]
-                let records = recordsPerStep(question.question)
                 node.job = job.next + 1 < job.lease.questions.count ? (job.lease, job.next + 1) : nil
-                let sampled = SampledQuestion(records: records, trace: tracePerQuestion?(question.question, records))
-                let (payload, traceBytes) = try! ResultPayload.encode(sampled)
-                apply(node.core.computed(shard: job.lease.shard, question: question.index,
-                                         payload: payload, records: records.count, traceBytes: traceBytes, now: now), node)
+                if let completion {
+                    apply(node.core.computed(shard: job.lease.shard, question: question.index,
+                                             payload: try! completion(question.question).encoded(), records: 1, now: now), node)
+                } else {
+                    let records = recordsPerStep(question.question)
+                    let sampled = SampledQuestion(records: records, trace: tracePerQuestion?(question.question, records))
+                    let (payload, traceBytes) = try! ResultPayload.encode(sampled)
+                    apply(node.core.computed(shard: job.lease.shard, question: question.index,
+                                             payload: payload, records: records.count, traceBytes: traceBytes, now: now), node)
+                }
                 if node.job == nil { apply(node.core.workerFinished(shard: job.lease.shard, now: now), node) }
             }
             apply(node.core.tick(now: now), node)

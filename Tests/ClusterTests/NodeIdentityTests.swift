@@ -19,7 +19,7 @@ import Contrast
 
     func welcome(_ settings: SamplingSettings, questions: [Question], run: String = "run-test") throws -> [[UInt8]] {
         MessageCodec.encode(Message(runID: run, body: .welcome(.init(
-            settings: settings, settingsSHA256: try SettingsDigest.canonical(settings).sha256, heartbeatMilliseconds: 1000,
+            work: .sample(settings), settingsSHA256: try SettingsDigest.canonical(settings).sha256, heartbeatMilliseconds: 1000,
             nodeTimeoutMilliseconds: 5000, maxChunkBytes: 4096, totalQuestions: questions.count,
             questionsSHA256: RunIdentity.questionsDigest(questions)))))
     }

@@ -32,7 +32,7 @@ import Contrast
             .heartbeat(.init(shard: 2, remaining: [6, 7], report: NodeReport())),
             .result(.init(shard: 1, question: 4, questionID: "q4", chunk: 0, chunks: 2, bytes: 10, records: 1), payload: Array("hello".utf8)),
             .bye(.init(reason: "bye", error: false)),
-            .welcome(.init(settings: SamplingSettings(), settingsSHA256: "abc", heartbeatMilliseconds: 1000,
+            .welcome(.init(work: .sample(SamplingSettings()), settingsSHA256: "abc", heartbeatMilliseconds: 1000,
                            nodeTimeoutMilliseconds: 5000, maxChunkBytes: 4096, totalQuestions: 9)),
             .lease(.init(shard: 1, questions: [LeasedQuestion(index: 3, id: "q3", text: "t", promptID: "p3")], leaseSeconds: 60)),
             .wait(.init(retryMilliseconds: 100)), .ack(.init(question: 3, status: .duplicate)),
@@ -347,7 +347,7 @@ import Contrast
     @Test func nodeRefusesSettingsItCannotReproduce() {
         let node = NodeCore(config: InProcessCluster.nodeConfig("n"), now: 0)
         _ = node.start(now: 0)
-        let welcome = Message(runID: "run-test", body: .welcome(.init(settings: SamplingSettings(), settingsSHA256: "0000", heartbeatMilliseconds: 1000,
+        let welcome = Message(runID: "run-test", body: .welcome(.init(work: .sample(SamplingSettings()), settingsSHA256: "0000", heartbeatMilliseconds: 1000,
                                                                      nodeTimeoutMilliseconds: 5000, maxChunkBytes: 4096, totalQuestions: 1)))
         let effects = node.received(MessageCodec.encode(welcome), now: 1)
         guard case let .exit(status, message)? = effects.last else { Issue.record("no exit: \(effects)"); return }

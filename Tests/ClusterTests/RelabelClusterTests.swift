@@ -19,7 +19,7 @@ import Contrast
 
     static func config() -> CoordinatorConfig {
         var config = InProcessCluster.config(shardSize: 2)
-        config.settings = SamplingSettings()   // stores step data down to α 0.05
+        config.work = .sample(SamplingSettings())   // stores step data down to α 0.05
         return config
     }
 

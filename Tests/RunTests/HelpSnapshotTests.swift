@@ -7,7 +7,7 @@ import TestSupport
 /// `LR_UPDATE_HELP_SNAPSHOTS=1 bash scripts/test.sh --filter HelpSnapshotTests` and review the diff.
 @Suite(.serialized) struct HelpSnapshotTests {
     static let commands = ["", "inspect", "tokenize", "convert", "generate", "sample", "relabel", "coordinator", "sampler", "keygen",
-                           "train", "merge", "eval", "run", "sweep", "report", "bench"]
+                           "train", "merge", "eval", "evaluator", "run", "sweep", "report", "bench", "plan"]
 
     @Test(arguments: commands)
     func helpMatchesSnapshot(command: String) throws {
