@@ -224,12 +224,16 @@ public final class Trainer {
                            etaSeconds: mean * Double(options.steps - step), validationLoss: nil)
     }
 
-    /// Mean loss over the validation samples (dropout off; no gradients).
+    /// Mean loss over the validation samples (dropout off; no gradients). With `packing` each trajectory
+    /// runs once with all its targets: the same per-sample losses (causal attention, no dropout) at a
+    /// fraction of the cost (the real run's 524 samples: 48 questions instead of 524 forwards).
     public func validationLoss() throws -> Double? {
         guard !validation.isEmpty else { return nil }
+        let sequences = packing ? packExamples(validation).map(\.sequence)
+                                : validation.map { sequence($0, stream: 0, scale: 1, paddedLength: nil) }
         var total = 0.0
-        for e in validation {
-            total += try model.forward(sequence(e, stream: 0, scale: 1, paddedLength: nil), plan: plan, training: false)[0]
+        for s in sequences {
+            total += try model.forward(s, plan: plan, training: false).reduce(0, +)
         }
         return total / Double(validation.count)
     }

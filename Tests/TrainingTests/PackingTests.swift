@@ -98,4 +98,20 @@ import Testing
         let size = p0.reduce(Float(0)) { max($0, abs($1)) }
         #expect(worst <= 1e-5 * size)
     }
+
+    /// The validation loss with packing (one forward per trajectory) equals the per-sample one.
+    @Test func validationLossPackedMatchesPerSample() throws {
+        let examples = try examples()
+        let weights = FrozenWeights(randomConfig: Self.config, seed: 23, scale: 1)
+        let adapter = LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, dropout: 0.1, targets: [.q, .v]), model: Self.config)
+        adapter.initialize(seed: 7, bScale: 0.05)
+        let model = TrainingModel(weights: weights, adapter: adapter, labelVocabulary: 60)
+        let trainer = try Trainer(model: model, train: examples, validation: examples, options: TrainingOptions(),
+                                  outputDirectory: nil, baseModel: "random")
+        let plain = try #require(try trainer.validationLoss())
+        trainer.packing = true
+        let packed = try #require(try trainer.validationLoss())
+        #expect(plain > 0)
+        #expect(abs(packed - plain) <= 1e-5 * plain, "packed \(packed) vs per-sample \(plain)")
+    }
 }
