@@ -78,9 +78,11 @@ for entry in "${models[@]}"; do
   fi
   log "$name: converting"
   rm -rf "$out.tmp"
-  "$bin" convert --gguf "$gguf" --out "$out.tmp" >&2
+  # Convert writes into $out.tmp (renamed when whole); its summary is printed after the rename, naming $out.
+  summary=$("$bin" convert --gguf "$gguf" --out "$out.tmp")
   echo "$sum" > "$out.tmp/.converted-from"
   rm -rf "$out"
   mv "$out.tmp" "$out"
+  echo "${summary//"$out.tmp"/$out}" >&2
   echo "$out"
 done
