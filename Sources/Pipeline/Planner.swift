@@ -5,6 +5,7 @@ import Models
 import RunConfig
 import Tensors
 import Tokenizer
+import Training
 
 /// One model's speed on this machine, measured on its real shapes (config.json) and weights and
 /// extrapolated to all its layers: a pass costs `head + layers × perLayer`, both fitted from runs of
@@ -24,13 +25,28 @@ public struct ModelTimings: Codable, Sendable, Equatable {
     public var vocab: Int
     /// Seconds to load the weights (a merge reads and writes about as much).
     public var loadSeconds: Double
+    /// The expert only (nil in calibrations saved before they were measured): seconds per token of a
+    /// LoRA training forward + backward (dropout on) and of a validation forward, on a one-sequence
+    /// `decodeContext`-token run of the config's adapter; its activation memory per token; its LoRA
+    /// parameter count (a checkpoint writes them and both Adam moments).
+    public var trainSecondsPerToken: Double?
+    public var validationSecondsPerToken: Double?
+    public var trainBytesPerToken: Int?
+    public var loraParameters: Int?
 
     enum CodingKeys: String, CodingKey {
         case model, layers, vocab
         case prefillSecondsPerToken = "prefill_seconds_per_token", decodeStepSeconds = "decode_step_seconds"
         case decodeContext = "decode_context", weightBytes = "weight_bytes", kvBytesPerToken = "kv_bytes_per_token"
-        case loadSeconds = "load_seconds"
+        case loadSeconds = "load_seconds", trainSecondsPerToken = "train_seconds_per_token"
+        case validationSecondsPerToken = "validation_seconds_per_token", trainBytesPerToken = "train_bytes_per_token"
+        case loraParameters = "lora_parameters"
     }
+
+    /// Training costs as measured; a calibration without them assumes forward + backward ≈ 3 prefill
+    /// passes and a validation forward ≈ 1.
+    var trainPerToken: Double { trainSecondsPerToken ?? 3 * prefillSecondsPerToken }
+    var validationPerToken: Double { validationSecondsPerToken ?? prefillSecondsPerToken }
 
     /// The step time at `batch`: measured, else scaled from the nearest measured batch (a step's cost
     /// grows with its rows about linearly at these small batches).
@@ -49,6 +65,13 @@ public struct Calibration: Codable, Sendable, Equatable {
     public var expert: ModelTimings
     public var amateur: ModelTimings
     public var seconds: Double
+    /// Bytes per second of a checkpoint-sized file write (nil in older calibrations: checkpoints not counted).
+    public var writeBytesPerSecond: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case threads, created, expert, amateur, seconds
+        case writeBytesPerSecond = "write_bytes_per_second"
+    }
 
     public static func read(_ url: URL) throws -> Calibration {
         do { return try JSONDecoder().decode(Calibration.self, from: Data(contentsOf: url)) } catch {
@@ -110,13 +133,27 @@ public enum Planner {
         if let threads { Tensors.BLAS.threads = threads }
         let start = Date()
         let batches = Array(Set([config.sample.batchSize, config.eval.batchSize])).sorted()
-        let expert = try timings(RunPlan.url(config.models.expert), residency: config.models.weights, batches: batches)
+        let t = config.train
+        let lora = LoRAConfig(rank: t.rank, alpha: t.alpha, dropout: t.dropout, targets: t.targets)
+        let expert = try timings(RunPlan.url(config.models.expert), residency: config.models.weights, batches: batches, lora: lora)
         let amateur = try timings(RunPlan.url(config.models.amateur), residency: config.models.weights, batches: [])
+        let checkpointBytes = 3 * 4 * (expert.loraParameters ?? 0)
         return Calibration(threads: Tensors.BLAS.threads, created: ISO8601DateFormatter().string(from: Date()),
-                           expert: expert, amateur: amateur, seconds: Date().timeIntervalSince(start))
+                           expert: expert, amateur: amateur, seconds: Date().timeIntervalSince(start),
+                           writeBytesPerSecond: writeRate(bytes: max(1 << 20, checkpointBytes)))
     }
 
-    static func timings(_ directory: URL, residency: WeightResidency, batches: [Int]) throws -> ModelTimings {
+    /// Bytes per second of writing a file of `bytes` (atomically, as checkpoints are) in the temporary directory.
+    static func writeRate(bytes: Int) -> Double? {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("lightreasoner-plan-\(ProcessInfo.processInfo.processIdentifier).bin")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let data = Data(count: bytes)
+        guard let seconds = try? clock({ try data.write(to: url, options: .atomic) }), seconds > 0 else { return nil }
+        return Double(bytes) / seconds
+    }
+
+    /// `lora`: also time LoRA training on this model (the expert).
+    static func timings(_ directory: URL, residency: WeightResidency, batches: [Int], lora: LoRAConfig? = nil) throws -> ModelTimings {
         let loadStart = Date()
         let full = try Decoder(directory: directory, residency: residency)
         let loadSeconds = Date().timeIntervalSince(loadStart)
@@ -162,10 +199,37 @@ public enum Planner {
             }
         }
         let weightBytes = full.residency == .f32 ? full.checkpoint.f32Bytes : full.checkpoint.store.totalFileBytes
-        return ModelTimings(model: directory.path, layers: layers, prefillSecondsPerToken: prefill, decodeStepSeconds: decode,
-                            decodeContext: context, weightBytes: weightBytes,
-                            kvBytesPerToken: KVCache.bytes(config: full.config, slots: 1, capacity: 1), vocab: full.vocabSize,
-                            loadSeconds: loadSeconds)
+        var timings = ModelTimings(model: directory.path, layers: layers, prefillSecondsPerToken: prefill, decodeStepSeconds: decode,
+                                   decodeContext: context, weightBytes: weightBytes,
+                                   kvBytesPerToken: KVCache.bytes(config: full.config, slots: 1, capacity: 1), vocab: full.vocabSize,
+                                   loadSeconds: loadSeconds)
+        if let lora {
+            // The trainer's own model and step: one sequence with one target (as an unpacked sample).
+            let label = try SoftLabel(tokenIDs: [1], weights: [1], vocabulary: full.vocabSize)
+            let sequence = TrainingSequence(tokens: prompt, targets: [SupervisedTarget(row: context - 1, label: label)])
+            var models: [Int: (TrainingModel, ActivationPlan)] = [:]   // by layer count: built once, timed many times
+            func model(_ d: Decoder) -> (TrainingModel, ActivationPlan) {
+                if let built = models[d.config.numLayers] { return built }
+                let adapter = LoRAAdapter(config: lora, model: d.config)
+                adapter.initialize(seed: 1)
+                let m = TrainingModel(weights: FrozenWeights(decoder: d), adapter: adapter, labelVocabulary: full.vocabSize)
+                let built = (m, m.makePlan(tokens: context, targets: 1))
+                models[d.config.numLayers] = built
+                return built
+            }
+            timings.trainSecondsPerToken = try extrapolate { d in
+                let (m, plan) = model(d)
+                return try clock { _ = try m.forward(sequence, plan: plan, training: true); m.backward(sequence, plan: plan) }
+            } / Double(context)
+            timings.validationSecondsPerToken = try extrapolate { d in
+                let (m, plan) = model(d)
+                return try clock { _ = try m.forward(sequence, plan: plan, training: false) }
+            } / Double(context)
+            timings.trainBytesPerToken = 4 * ActivationPlan.floats(config: full.config, lora: lora, labelVocabulary: full.vocabSize,
+                                                                  tokens: context, targets: 1) / context
+            timings.loraParameters = LoRAAdapter(config: lora, model: full.config).parameterCount
+        }
+        return timings
     }
 
     static func clock(_ body: () throws -> Void) rethrows -> Double {
@@ -242,13 +306,14 @@ public enum Planner {
         stages.append(StageEstimate(stage: "sample", seconds: c.expert.loadSeconds + c.amateur.loadSeconds + sampleSeconds, peakBytes: sampleMemory,
                                     basis: "\(q) question(s)/node, \(Int(sampleNew.rounded())) tokens each" + (measuredSample == nil ? " (the maximum)" : " (measured)")))
 
-        // train: forward + backward ≈ 3 forward passes over each sequence (prompt + half the answer on average); N ranks share the batch.
-        let sequence = Double(prompts.sample) + sampleNew / 2
-        let trainSeconds = Double(t.steps) * Double(t.batchSize * t.accumulation) / Double(nodes) * sequence * 3 * c.expert.prefillSecondsPerToken
-        let trainMemory = c.expert.weightBytes + Int(Double(t.batchSize) * sequence) * c.expert.kvBytesPerToken * 12
-            + t.batchSize * c.expert.vocab * 4
-        stages.append(StageEstimate(stage: "train", seconds: c.expert.loadSeconds + trainSeconds, peakBytes: trainMemory,
-                                    basis: "\(t.steps) steps × \(t.batchSize * t.accumulation) sequences of ~\(Int(sequence)) tokens, 3 passes each"))
+        // train: the sequences the trainer will run (packed or not), from the samples on disk or the config.
+        let data = trainExamples(config, run: run, promptTokens: prompts.sample, questions: prompts.questions, generated: sampleNew)
+        let work = trainWorkload(train: data.train, validation: data.validation, steps: t.steps,
+                                 samplesPerStep: t.batchSize * t.accumulation, ranks: nodes, packing: t.packing,
+                                 evalEvery: t.evalEvery, saveEvery: t.saveEvery)
+        stages.append(StageEstimate(stage: "train", seconds: c.expert.loadSeconds + work.seconds(c),
+                                    peakBytes: c.expert.weightBytes + work.longest * (c.expert.trainBytesPerToken ?? 12 * c.expert.kvBytesPerToken),
+                                    basis: work.basis + "; " + data.basis))
 
         stages.append(StageEstimate(stage: "merge", seconds: 2 * c.expert.loadSeconds, peakBytes: c.expert.weightBytes,
                                     basis: "read and write the expert's weights"))
@@ -263,5 +328,115 @@ public enum Planner {
         if e.before { stages.append(StageEstimate(stage: "eval-base", seconds: evalSeconds, peakBytes: evalMemory, basis: evalBasis)) }
         stages.append(StageEstimate(stage: "eval-tuned", seconds: evalSeconds, peakBytes: evalMemory, basis: evalBasis))
         return PlanEstimate(nodes: nodes, threads: c.threads, stages: stages)
+    }
+}
+
+/// What the train stage computes on one node: the sequences its steps run (packed when `packing`), its
+/// validation passes and checkpoint writes. Counted from the training examples, so the estimate follows
+/// the trainer's own data rules (Dataset.swift, Packing.swift).
+public struct TrainWorkload: Sendable, Equatable {
+    public var steps: Int
+    /// Samples per step on this node, and the sequences and tokens they run over all steps (forward + backward).
+    public var samplesPerStep: Int
+    public var sequences: Int
+    public var tokens: Int
+    /// Tokens of one validation pass (forward only) and how many passes run: once before training, every
+    /// `eval_every` steps and after the last.
+    public var validationTokens: Int
+    public var validationPasses: Int
+    /// checkpoint-<step> folders (every `save_every` steps) plus the final adapter.
+    public var checkpoints: Int
+    /// The longest sequence (the activation memory is sized for it).
+    public var longest: Int
+
+    public func seconds(_ c: Calibration) -> Double {
+        let checkpointBytes = Double(3 * 4 * (c.expert.loraParameters ?? 0))
+        return Double(tokens) * c.expert.trainPerToken + Double(validationPasses * validationTokens) * c.expert.validationPerToken
+            + Double(checkpoints) * checkpointBytes / (c.writeBytesPerSecond ?? .infinity)
+    }
+
+    public var basis: String {
+        "\(steps) steps × \(samplesPerStep) samples in \(String(format: "%.1f", Double(sequences) / Double(max(1, steps)))) sequence(s) of "
+            + "~\(tokens / max(1, sequences)) tokens, \(validationPasses) validation pass(es) of \(validationTokens) tokens, \(checkpoints) checkpoint(s)"
+    }
+}
+
+extension Planner {
+    /// The kept fraction of generated steps assumed before sampling has run (measured on the Coder-1.5B/0.5B
+    /// pair at the paper's α 0.2, β 0.4: 11,553 of 127,000 steps, 9.1 %).
+    static let assumedKeptFraction = 0.091
+
+    /// The training and validation examples: the samples on disk when sampling has finished (samples.jsonl,
+    /// built into examples as `train` builds them), else synthetic ones from the config — each question's
+    /// `generated` tokens with `assumedKeptFraction` of the steps kept, evenly spread over the answer.
+    static func trainExamples(_ config: PipelineConfig, run: RunDirectory, promptTokens: Int, questions: Int, generated: Double)
+        -> (train: [TrainingExample], validation: [TrainingExample], basis: String) {
+        let t = config.train
+        var data = DataOptions()
+        data.maxLength = t.maxLength
+        let seed = UInt64(clamping: t.seed)
+        if run.sampleSummary()?.complete == true, let tokenizer = try? Tokenizer(directory: RunPlan.url(config.models.expert)),
+           let files = try? SampleSources.files([run.samples.path]), let records = try? SampleData.readRecords(files) {
+            if let prompt = try? SampleSources.recordedSystemPrompt([run.samples.path]) { data.systemPrompt = prompt }
+            if let made = try? SampleData.makeExamples(records, tokenizer: tokenizer, labelVocabulary: tokenizer.baseVocabSize, options: data) {
+                let split = SampleData.splitByQuestion(made.examples, fraction: t.validationFraction, seed: seed)
+                return (split.train, split.validation, "\(made.examples.count) samples on disk")
+            }
+        }
+        let examples = syntheticExamples(questions: questions, promptTokens: promptTokens, generated: generated,
+                                         keptFraction: assumedKeptFraction, maxLength: t.maxLength)
+        let split = SampleData.splitByQuestion(examples, fraction: t.validationFraction, seed: seed)
+        return (split.train, split.validation,
+                "~\(examples.count) samples assumed (\(String(format: "%.1f", assumedKeptFraction * 100)) % of \(Int(generated.rounded())) steps × \(questions) questions kept)")
+    }
+
+    /// Per question, `generated × keptFraction` samples at evenly spread steps: prompt + step tokens each,
+    /// all prefixes of one trajectory (as greedy sampling writes them). Longer than `maxLength`: skipped.
+    static func syntheticExamples(questions: Int, promptTokens: Int, generated: Double, keptFraction: Double, maxLength: Int) -> [TrainingExample] {
+        guard let label = try? SoftLabel(tokenIDs: [0], weights: [1], vocabulary: 1) else { return [] }
+        let perQuestion = Int((generated * keptFraction).rounded())
+        var examples: [TrainingExample] = []
+        for q in 0..<questions {
+            for k in 0..<perQuestion {
+                let length = promptTokens + Int((Double(k) + 0.5) / Double(perQuestion) * generated)
+                guard length <= maxLength else { continue }
+                examples.append(TrainingExample(index: examples.count, questionID: "q\(q)", tokens: [Int32](repeating: 0, count: length), label: label))
+            }
+        }
+        return examples
+    }
+
+    /// Runs the trainer's data order without the model: `steps` steps of `samplesPerStep` samples shared by
+    /// `ranks` ranks over the examples grouped by question (as `packing` orders them; the seeded shuffle of
+    /// question order changes which questions share a step, not how many), each rank's part packed with
+    /// `packExamples` when `packing`. Per node: the busiest rank's share is about the mean, so the totals are
+    /// divided by `ranks`.
+    public static func trainWorkload(train: [TrainingExample], validation: [TrainingExample], steps: Int, samplesPerStep: Int,
+                                     ranks: Int, packing: Bool, evalEvery: Int, saveEvery: Int) -> TrainWorkload {
+        let ranks = max(1, ranks), perRank = max(1, (samplesPerStep + ranks - 1) / ranks)
+        var position: [String: Int] = [:], members: [[Int]] = []
+        for (i, e) in train.enumerated() {
+            if let p = position[e.questionID] { members[p].append(i) } else { position[e.questionID] = members.count; members.append([i]) }
+        }
+        let order = members.flatMap { $0 }
+        func lengths(_ examples: [TrainingExample]) -> [Int] {
+            packing ? packExamples(examples).map(\.sequence.tokens.count) : examples.map(\.tokens.count)
+        }
+        var sequences = 0, tokens = 0, longest = 0
+        if !order.isEmpty {
+            for window in 0..<(steps * ranks) {
+                let first = window * perRank
+                let part = lengths((first..<(first + perRank)).map { train[order[$0 % order.count]] })
+                sequences += part.count
+                tokens += part.reduce(0, +)
+                longest = max(longest, part.max() ?? 0)
+            }
+        }
+        let validationLengths = lengths(validation)
+        let passes = validation.isEmpty ? 0 : 1 + (evalEvery > 0 ? steps / evalEvery + (steps % evalEvery == 0 ? 0 : 1) : 1)
+        return TrainWorkload(steps: steps, samplesPerStep: perRank, sequences: sequences / ranks, tokens: tokens / ranks,
+                             validationTokens: validationLengths.reduce(0, +), validationPasses: passes,
+                             checkpoints: (saveEvery > 0 ? steps / saveEvery : 0) + 1,
+                             longest: max(longest, validationLengths.max() ?? 0))
     }
 }
