@@ -276,9 +276,6 @@ public enum CoordinatorServer {
         // Sockets close with LINGER 0: without this, the `done` just queued for the last node(s) is dropped
         // when the router closes, and a node that finished the run waits --wait-seconds and exits 3.
         try? router.setOption(ZMQ_LINGER, Int32(1000))
-        // Sockets close with LINGER 0: without this, the `done` just queued for the last node(s) is dropped
-        // when the router closes, and a node that finished the run waits --wait-seconds and exits 3.
-        try? router.setOption(ZMQ_LINGER, Int32(1000))
         try store.saveNodeStatistics(core.nodeStatistics)
         guard let output else { throw ClusterError.io("the coordinator stopped before the run completed") }
         return output

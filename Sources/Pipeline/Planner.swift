@@ -179,7 +179,18 @@ public enum Planner {
         let one = full.firstLayers(1), two = full.firstLayers(2)
         func extrapolate(_ measure: (Decoder) throws -> Double) rethrows -> Double {
             if small { return try typical { try measure(full) } }
-            let t1 = try typical { try measure(one) }, t2 = try typical { try measure(two) }
+            // One- and two-layer runs alternate, so a change of load hits both alike: their difference is
+            // multiplied by the layer count (timed one block after the other, the Coder-1.5B's training
+            // rate came out 1.7× the run's while its validation rate was 0.8×: load drift, amplified).
+            _ = try measure(one)
+            _ = try measure(two)
+            var sum1 = 0.0, sum2 = 0.0, runs = 0
+            while runs < 3 || (sum1 + sum2 < 1 && runs < 200) {
+                sum1 += try measure(one)
+                sum2 += try measure(two)
+                runs += 1
+            }
+            let t1 = sum1 / Double(runs), t2 = sum2 / Double(runs)
             let perLayer = max(0, t2 - t1), head = max(0, t1 - perLayer)
             return head + Double(layers) * perLayer
         }
