@@ -57,8 +57,10 @@ static void skinny_portable(int m, int n0, int n1, int k, const float *x, int ld
 // A micro kernel: `live` ≤ T weight rows (row stride ldw, f32 or BF16) × M x rows over kc
 // columns. Writes (add=0) or adds (add=1) y[i, r] for i < M, r < live. Dead tile rows read row 0
 // and are dropped.
-#define W_F32(p, t) ((p)[t])
-#define W_BF16(p, t) bf16_to_f32((p)[t])
+// The K tail's scalar product of weight row w and x row x at column t, per weight and x type.
+#define TAIL_F32(w, x, t) ((w)[t] * (x)[t])
+#define TAIL_BF16(w, x, t) (bf16_to_f32((w)[t]) * (x)[t])
+#define TAIL_BF16_BF16(w, x, t) (bf16_to_f32((w)[t]) * bf16_to_f32((x)[t]))
 
 #define LOAD512_F32(p) _mm512_loadu_ps(p)
 #define LOAD512_BF16(p) \
@@ -76,68 +78,81 @@ __attribute__((target("avx2,fma"))) static inline __m128 reduce4_256(__m256 a0, 
     return _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1));
 }
 
-#define MICRO(ISA, TARGET, VEC, WIDTH, SETZERO, LOADX, FMA, REDUCE, T, M, SUFFIX, WTYPE, LOADW, WSCALAR) \
-    __attribute__((target(TARGET))) static void micro_##ISA##_##SUFFIX##_##T##_##M(                  \
-        int kc, const WTYPE *w, long ldw, int live, const float *x, int ldx, float *y, int ldy,       \
-        int add, const char *pf, long pfld, int pfstep) {                                             \
-        const WTYPE *wr[T];                                                                        \
-        for (int r = 0; r < T; r++) wr[r] = w + (r < live ? r : 0) * ldw;                          \
-        VEC acc[T][M];                                                                             \
-        for (int r = 0; r < T; r++)                                                                \
-            for (int i = 0; i < M; i++) acc[r][i] = SETZERO();                                        \
-        int j = 0;                                                                                    \
-        for (; j + WIDTH <= kc; j += WIDTH) {                                                         \
-            VEC wv[T];                                                                             \
-            if (pf)                                                                                   \
-                for (int r = 0; r < T; r++)                                                        \
-                    _mm_prefetch(pf + r * pfld + (long)(j / WIDTH) * pfstep, _MM_HINT_T0);            \
-            for (int r = 0; r < T; r++) wv[r] = LOADW(wr[r] + j);                                  \
-            for (int i = 0; i < M; i++) {                                                             \
-                VEC xv = LOADX(x + (long)i * ldx + j);                                                \
-                for (int r = 0; r < T; r++) acc[r][i] = FMA(wv[r], xv, acc[r][i]);                 \
-            }                                                                                         \
-        }                                                                                             \
-        for (int i = 0; i < M; i++) {                                                                 \
-            float s[T];                                                                               \
-            for (int g = 0; g < T; g += 4)                                                            \
-                _mm_storeu_ps(s + g, REDUCE(acc[g][i], acc[g + 1][i], acc[g + 2][i], acc[g + 3][i]));  \
-            const float *xi = x + (long)i * ldx;                                                      \
-            float *out = y + (long)i * ldy;                                                           \
-            for (int r = 0; r < live; r++) {                                                          \
-                float v = s[r];                                                                       \
-                for (int t = j; t < kc; t++) v += WSCALAR(wr[r], t) * xi[t];                          \
-                out[r] = add ? out[r] + v : v;                                                        \
-            }                                                                                         \
-        }                                                                                             \
+// What every micro-kernel shares. Its signature, over weights WTYPE and x rows XTYPE: kc columns of T
+// weight rows (live of them real; a tile's dead rows read row 0) against M x rows, into y.
+#define MICRO_SIGNATURE(NAME, TARGET, WTYPE, XTYPE)                                                    \
+    __attribute__((target(TARGET))) static void NAME(int kc, const WTYPE *w, long ldw, int live,       \
+                                                     const XTYPE *x, int ldx, float *y, int ldy, int add, \
+                                                     const char *pf, long pfld, int pfstep)
+// T row pointers and T × M zeroed accumulators.
+#define MICRO_BEGIN(T, M, WTYPE, VEC, SETZERO)                                                         \
+    const WTYPE *wr[T];                                                                                \
+    for (int r = 0; r < T; r++) wr[r] = w + (r < live ? r : 0) * ldw;                                  \
+    VEC acc[T][M];                                                                                     \
+    for (int r = 0; r < T; r++)                                                                        \
+        for (int i = 0; i < M; i++) acc[r][i] = SETZERO();                                             \
+    int j = 0;
+// Prefetch of the next panel's weights (one line per weight row per WIDTH columns).
+#define MICRO_PREFETCH(T, WIDTH)                                                                       \
+    if (pf)                                                                                            \
+        for (int r = 0; r < T; r++) _mm_prefetch(pf + r * pfld + (long)(j / WIDTH) * pfstep, _MM_HINT_T0);
+// Each x row's T sums reduced, the columns past the last full vector added in scalar (TAIL), stored or added.
+#define MICRO_END(T, M, XTYPE, REDUCE, TAIL)                                                           \
+    for (int i = 0; i < M; i++) {                                                                      \
+        float s[T];                                                                                    \
+        for (int g = 0; g < T; g += 4)                                                                 \
+            _mm_storeu_ps(s + g, REDUCE(acc[g][i], acc[g + 1][i], acc[g + 2][i], acc[g + 3][i]));      \
+        const XTYPE *xi = x + (long)i * ldx;                                                           \
+        float *out = y + (long)i * ldy;                                                                \
+        for (int r = 0; r < live; r++) {                                                               \
+            float v = s[r];                                                                            \
+            for (int t = j; t < kc; t++) v += TAIL(wr[r], xi, t);                                      \
+            out[r] = add ? out[r] + v : v;                                                             \
+        }                                                                                              \
     }
 
-#define MICRO512(M, SUFFIX, WTYPE, LOADW, WSCALAR, T)                                                   \
+#define MICRO(ISA, TARGET, VEC, WIDTH, SETZERO, LOADX, FMA, REDUCE, T, M, SUFFIX, WTYPE, LOADW, TAIL)  \
+    MICRO_SIGNATURE(micro_##ISA##_##SUFFIX##_##T##_##M, TARGET, WTYPE, float) {                        \
+        MICRO_BEGIN(T, M, WTYPE, VEC, SETZERO)                                                         \
+        for (; j + WIDTH <= kc; j += WIDTH) {                                                          \
+            MICRO_PREFETCH(T, WIDTH)                                                                   \
+            VEC wv[T];                                                                                 \
+            for (int r = 0; r < T; r++) wv[r] = LOADW(wr[r] + j);                                      \
+            for (int i = 0; i < M; i++) {                                                              \
+                VEC xv = LOADX(x + (long)i * ldx + j);                                                 \
+                for (int r = 0; r < T; r++) acc[r][i] = FMA(wv[r], xv, acc[r][i]);                     \
+            }                                                                                          \
+        }                                                                                              \
+        MICRO_END(T, M, float, REDUCE, TAIL)                                                           \
+    }
+
+#define MICRO512(M, SUFFIX, WTYPE, LOADW, TAIL, T)                                                   \
     MICRO(avx512, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, reduce4_512, \
-          T, M, SUFFIX, WTYPE, LOADW, WSCALAR)
-#define MICRO256(M, SUFFIX, WTYPE, LOADW, WSCALAR, T)                                                   \
+          T, M, SUFFIX, WTYPE, LOADW, TAIL)
+#define MICRO256(M, SUFFIX, WTYPE, LOADW, TAIL, T)                                                   \
     MICRO(avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, reduce4_256, \
-          T, M, SUFFIX, WTYPE, LOADW, WSCALAR)
+          T, M, SUFFIX, WTYPE, LOADW, TAIL)
 
 // AVX-512: 6 x rows × 4 weight rows = 24 accumulators + 4 weight registers of 32.
 #define MR512 6
-MICRO512(1, f32, float, LOAD512_F32, W_F32, 4) MICRO512(2, f32, float, LOAD512_F32, W_F32, 4)
-MICRO512(3, f32, float, LOAD512_F32, W_F32, 4) MICRO512(4, f32, float, LOAD512_F32, W_F32, 4)
-MICRO512(5, f32, float, LOAD512_F32, W_F32, 4) MICRO512(6, f32, float, LOAD512_F32, W_F32, 4)
-MICRO512(1, bf16, uint16_t, LOAD512_BF16, W_BF16, 4) MICRO512(2, bf16, uint16_t, LOAD512_BF16, W_BF16, 4)
-MICRO512(3, bf16, uint16_t, LOAD512_BF16, W_BF16, 4) MICRO512(4, bf16, uint16_t, LOAD512_BF16, W_BF16, 4)
-MICRO512(5, bf16, uint16_t, LOAD512_BF16, W_BF16, 4) MICRO512(6, bf16, uint16_t, LOAD512_BF16, W_BF16, 4)
+MICRO512(1, f32, float, LOAD512_F32, TAIL_F32, 4) MICRO512(2, f32, float, LOAD512_F32, TAIL_F32, 4)
+MICRO512(3, f32, float, LOAD512_F32, TAIL_F32, 4) MICRO512(4, f32, float, LOAD512_F32, TAIL_F32, 4)
+MICRO512(5, f32, float, LOAD512_F32, TAIL_F32, 4) MICRO512(6, f32, float, LOAD512_F32, TAIL_F32, 4)
+MICRO512(1, bf16, uint16_t, LOAD512_BF16, TAIL_BF16, 4) MICRO512(2, bf16, uint16_t, LOAD512_BF16, TAIL_BF16, 4)
+MICRO512(3, bf16, uint16_t, LOAD512_BF16, TAIL_BF16, 4) MICRO512(4, bf16, uint16_t, LOAD512_BF16, TAIL_BF16, 4)
+MICRO512(5, bf16, uint16_t, LOAD512_BF16, TAIL_BF16, 4) MICRO512(6, bf16, uint16_t, LOAD512_BF16, TAIL_BF16, 4)
 // AVX2: 3 × 4 = 12 accumulators + 4 weight registers of 16.
 #define MR256 3
-MICRO256(1, f32, float, LOAD256_F32, W_F32, 4) MICRO256(2, f32, float, LOAD256_F32, W_F32, 4)
-MICRO256(3, f32, float, LOAD256_F32, W_F32, 4)
-MICRO256(1, bf16, uint16_t, LOAD256_BF16, W_BF16, 4) MICRO256(2, bf16, uint16_t, LOAD256_BF16, W_BF16, 4)
-MICRO256(3, bf16, uint16_t, LOAD256_BF16, W_BF16, 4)
+MICRO256(1, f32, float, LOAD256_F32, TAIL_F32, 4) MICRO256(2, f32, float, LOAD256_F32, TAIL_F32, 4)
+MICRO256(3, f32, float, LOAD256_F32, TAIL_F32, 4)
+MICRO256(1, bf16, uint16_t, LOAD256_BF16, TAIL_BF16, 4) MICRO256(2, bf16, uint16_t, LOAD256_BF16, TAIL_BF16, 4)
+MICRO256(3, bf16, uint16_t, LOAD256_BF16, TAIL_BF16, 4)
 
 // One or two rows: 8 weight rows per tile, for more independent FMA chains and memory streams. Each
 // (row, weight row) pair is still summed in the same order, so results stay batch-independent.
-MICRO512(1, f32, float, LOAD512_F32, W_F32, 8) MICRO512(2, f32, float, LOAD512_F32, W_F32, 8)
-MICRO512(1, bf16, uint16_t, LOAD512_BF16, W_BF16, 8) MICRO512(2, bf16, uint16_t, LOAD512_BF16, W_BF16, 8)
-MICRO256(1, f32, float, LOAD256_F32, W_F32, 8) MICRO256(1, bf16, uint16_t, LOAD256_BF16, W_BF16, 8)
+MICRO512(1, f32, float, LOAD512_F32, TAIL_F32, 8) MICRO512(2, f32, float, LOAD512_F32, TAIL_F32, 8)
+MICRO512(1, bf16, uint16_t, LOAD512_BF16, TAIL_BF16, 8) MICRO512(2, bf16, uint16_t, LOAD512_BF16, TAIL_BF16, 8)
+MICRO256(1, f32, float, LOAD256_F32, TAIL_F32, 8) MICRO256(1, bf16, uint16_t, LOAD256_BF16, TAIL_BF16, 8)
 
 // AVX-512, BF16 weights, f32 compute: one 64-byte load holds 32 weights; a bf16 is the top half of
 // an f32, so a shift by 16 gives the even columns and a mask the odd ones as exact f32, without the
@@ -146,19 +161,11 @@ MICRO256(1, f32, float, LOAD256_F32, W_F32, 8) MICRO256(1, bf16, uint16_t, LOAD2
 // covers 32 columns. Every (x row, weight row) pair sums in the same order in every kernel of this
 // family, so a row's outputs stay the same bits in any batch.
 #define MICRO_EO(T, M)                                                                                 \
-    __attribute__((target("avx512f"))) static void micro_eo_##T##_##M(                                 \
-        int kc, const uint16_t *w, long ldw, int live, const float *x, int ldx, float *y, int ldy,     \
-        int add, const char *pf, long pfld, int pfstep) {                                              \
-        const uint16_t *wr[T];                                                                         \
-        for (int r = 0; r < T; r++) wr[r] = w + (r < live ? r : 0) * ldw;                              \
+    MICRO_SIGNATURE(micro_eo_##T##_##M, "avx512f", uint16_t, float) {                                  \
         const __m512i odd = _mm512_set1_epi32((int)0xffff0000u);                                       \
-        __m512 acc[T][M];                                                                              \
-        for (int r = 0; r < T; r++)                                                                    \
-            for (int i = 0; i < M; i++) acc[r][i] = _mm512_setzero_ps();                               \
-        int j = 0;                                                                                     \
+        MICRO_BEGIN(T, M, uint16_t, __m512, _mm512_setzero_ps)                                         \
         for (; j + 32 <= kc; j += 32) {                                                                \
-            if (pf)                                                                                    \
-                for (int r = 0; r < T; r++) _mm_prefetch(pf + r * pfld + (long)(j / 32) * pfstep, _MM_HINT_T0); \
+            MICRO_PREFETCH(T, 32)                                                                      \
             __m512i raw[T];                                                                            \
             __m512 wv[T];                                                                              \
             for (int r = 0; r < T; r++) raw[r] = _mm512_loadu_si512((const void *)(wr[r] + j));        \
@@ -173,18 +180,7 @@ MICRO256(1, f32, float, LOAD256_F32, W_F32, 8) MICRO256(1, bf16, uint16_t, LOAD2
                 for (int r = 0; r < T; r++) acc[r][i] = _mm512_fmadd_ps(wv[r], xv, acc[r][i]);         \
             }                                                                                          \
         }                                                                                              \
-        for (int i = 0; i < M; i++) {                                                                  \
-            float s[T];                                                                                \
-            for (int g = 0; g < T; g += 4)                                                             \
-                _mm_storeu_ps(s + g, reduce4_512(acc[g][i], acc[g + 1][i], acc[g + 2][i], acc[g + 3][i])); \
-            const float *xi = x + (long)i * ldx;                                                       \
-            float *out = y + (long)i * ldy;                                                            \
-            for (int r = 0; r < live; r++) {                                                           \
-                float v = s[r];                                                                        \
-                for (int t = j; t < kc; t++) v += bf16_to_f32(wr[r][t]) * xi[t];                       \
-                out[r] = add ? out[r] + v : v;                                                         \
-            }                                                                                          \
-        }                                                                                              \
+        MICRO_END(T, M, float, reduce4_512, TAIL_BF16)                                                 \
     }
 MICRO_EO(4, 1) MICRO_EO(4, 2) MICRO_EO(4, 3) MICRO_EO(4, 4) MICRO_EO(4, 5) MICRO_EO(4, 6)
 MICRO_EO(8, 1) MICRO_EO(8, 2)
@@ -214,18 +210,10 @@ __attribute__((target("avx512f"))) static void split_x512(int m, int k, int kc, 
 // into an f32 lane, so 32 columns per instruction at twice the FMA rate, with no widening at all. x is
 // rounded to bf16 once per call (round_x_bf16512) in natural column order, which is the weights' order.
 #define MICRO_DP(T, M)                                                                                 \
-    __attribute__((target("avx512f,avx512bf16"))) static void micro_dp_##T##_##M(                      \
-        int kc, const uint16_t *w, long ldw, int live, const uint16_t *x, int ldx, float *y, int ldy,  \
-        int add, const char *pf, long pfld, int pfstep) {                                              \
-        const uint16_t *wr[T];                                                                         \
-        for (int r = 0; r < T; r++) wr[r] = w + (r < live ? r : 0) * ldw;                              \
-        __m512 acc[T][M];                                                                              \
-        for (int r = 0; r < T; r++)                                                                    \
-            for (int i = 0; i < M; i++) acc[r][i] = _mm512_setzero_ps();                               \
-        int j = 0;                                                                                     \
+    MICRO_SIGNATURE(micro_dp_##T##_##M, "avx512f,avx512bf16", uint16_t, uint16_t) {                   \
+        MICRO_BEGIN(T, M, uint16_t, __m512, _mm512_setzero_ps)                                         \
         for (; j + 32 <= kc; j += 32) {                                                                \
-            if (pf)                                                                                    \
-                for (int r = 0; r < T; r++) _mm_prefetch(pf + r * pfld + (long)(j / 32) * pfstep, _MM_HINT_T0); \
+            MICRO_PREFETCH(T, 32)                                                                      \
             __m512bh wv[T];                                                                            \
             for (int r = 0; r < T; r++) wv[r] = (__m512bh)_mm512_loadu_si512((const void *)(wr[r] + j)); \
             for (int i = 0; i < M; i++) {                                                              \
@@ -233,18 +221,7 @@ __attribute__((target("avx512f"))) static void split_x512(int m, int k, int kc, 
                 for (int r = 0; r < T; r++) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], wv[r], xv);        \
             }                                                                                          \
         }                                                                                              \
-        for (int i = 0; i < M; i++) {                                                                  \
-            float s[T];                                                                                \
-            for (int g = 0; g < T; g += 4)                                                             \
-                _mm_storeu_ps(s + g, reduce4_512(acc[g][i], acc[g + 1][i], acc[g + 2][i], acc[g + 3][i])); \
-            const uint16_t *xi = x + (long)i * ldx;                                                    \
-            float *out = y + (long)i * ldy;                                                            \
-            for (int r = 0; r < live; r++) {                                                           \
-                float v = s[r];                                                                        \
-                for (int t = j; t < kc; t++) v += bf16_to_f32(wr[r][t]) * bf16_to_f32(xi[t]);          \
-                out[r] = add ? out[r] + v : v;                                                         \
-            }                                                                                          \
-        }                                                                                              \
+        MICRO_END(T, M, uint16_t, reduce4_512, TAIL_BF16_BF16)                                         \
     }
 MICRO_DP(4, 1) MICRO_DP(4, 2) MICRO_DP(4, 3) MICRO_DP(4, 4) MICRO_DP(4, 5) MICRO_DP(4, 6)
 MICRO_DP(8, 1) MICRO_DP(8, 2)
