@@ -1,6 +1,7 @@
 import Foundation
 import Contrast
 import Evaluation
+import Models
 
 /// What a coordinator run computes for each item. The protocol, leases, heartbeats, journal and
 /// security are the same for every kind; only the settings the nodes reproduce, the models they load
@@ -54,13 +55,19 @@ public struct EvalWorkSettings: Codable, Sendable, Equatable {
     public var promptType: String
     public var maxNewTokens: Int
     public var includePercentage: Bool
+    /// The matmuls' arithmetic ("bf16"); nil for f32, so runs written before the key exist unchanged.
+    public var compute: String?
 
     public init(promptType: PromptType = EvalRunner.defaultPromptType, maxNewTokens: Int = EvalRunner.defaultMaxNewTokens,
-                includePercentage: Bool = true) {
+                includePercentage: Bool = true, compute: ComputePrecision = .standard) {
         self.promptType = promptType.rawValue
         self.maxNewTokens = maxNewTokens
         self.includePercentage = includePercentage
+        self.compute = compute == .f32 ? nil : compute.rawValue
     }
+
+    /// nil when a coordinator of a newer build asks for arithmetic this node does not know.
+    public var computePrecision: ComputePrecision? { compute.map(ComputePrecision.init(rawValue:)) ?? .f32 }
 
     public var prompt: PromptType? { PromptType(rawValue: promptType) }
 
@@ -69,10 +76,13 @@ public struct EvalWorkSettings: Codable, Sendable, Equatable {
             throw ClusterError.usage("prompt type '\(promptType)' is not one of \(PromptType.allCases.map(\.rawValue).joined(separator: ", ")); hint: --prompt-type")
         }
         guard maxNewTokens >= 1 else { throw ClusterError.usage("max new tokens must be at least 1, got \(maxNewTokens); hint: --max-new-tokens") }
+        guard computePrecision != nil else {
+            throw ClusterError.usage("compute '\(compute ?? "")' is not one of \(ComputePrecision.allCases.map(\.rawValue).joined(separator: ", ")); hint: --compute")
+        }
     }
 
     enum CodingKeys: String, CodingKey {
-        case promptType = "prompt_type", maxNewTokens = "max_new_tokens", includePercentage = "include_percentage"
+        case promptType = "prompt_type", maxNewTokens = "max_new_tokens", includePercentage = "include_percentage", compute
     }
 }
 

@@ -157,15 +157,85 @@ final class ForwardBuffers {
 public enum WeightResidency: String, Sendable, CaseIterable {
     /// Keep them as stored and widen row blocks at each use: least memory (a 7B expert in ~15 GiB).
     case stored
-    /// Widen once at load into f32: fastest decoding, twice the memory of BF16.
+    /// Widen once at load into f32: twice the memory of BF16; faster only where the kernels over BF16
+    /// weights are slower than those over f32 (measured by `auto`).
     case f32
-    /// f32 when the f32 copy takes at most 40% of physical memory, else stored.
+    /// Measured at load (`ResidencyChoice.resolve`): f32 only when the f32 copy takes at most 40% of
+    /// physical memory and layer 0's gate_proj, timed at the work's row count, runs ≥ 10% faster over it.
     case auto
+}
 
-    func resolved(for checkpoint: Checkpoint) -> WeightResidency {
-        guard self == .auto else { return self }
-        let budget = Double(ProcessInfo.processInfo.physicalMemory) * 0.4
-        return Double(checkpoint.f32Bytes) <= budget ? .f32 : .stored
+/// What `--weights` resolved to for one model, and why (the line users see at load).
+public struct ResidencyChoice: Sendable, Equatable {
+    public let residency: WeightResidency
+    public let reason: String
+    /// The measured matmul over the stored weights and over an f32 copy (seconds), when `auto` timed one.
+    public var storedSeconds: Double? = nil
+    public var f32Seconds: Double? = nil
+
+    public init(residency: WeightResidency, reason: String) {
+        self.residency = residency
+        self.reason = reason
+    }
+
+    /// Share of physical memory an f32 copy may take.
+    public static let memoryShare = 0.4
+    /// How much faster the f32 copy must be to be worth twice the memory.
+    public static let requiredSpeedup = 1.1
+
+    /// `requested` unless it is `.auto`; then memory first (no measurement when the copy cannot fit),
+    /// then the time of one matmul of `rows` rows (the stage's decode batch) over layer 0's gate_proj,
+    /// stored against a widened copy, fastest of a few repeats each.
+    public static func resolve(_ requested: WeightResidency, checkpoint: Checkpoint, rows: Int, compute: ComputePrecision,
+                               physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory) -> ResidencyChoice {
+        guard requested == .auto else { return ResidencyChoice(residency: requested, reason: "as asked") }
+        // BF16 compute multiplies the BF16 bits: an f32 copy would have nothing to multiply in bf16.
+        if compute == .bf16 { return ResidencyChoice(residency: .stored, reason: "--compute bf16 reads the BF16 weights") }
+        let budget = Double(physicalMemory) * memoryShare
+        if Double(checkpoint.f32Bytes) > budget {
+            return ResidencyChoice(residency: .stored, reason: String(
+                format: "an f32 copy (%.1f GiB) exceeds %.0f%% of RAM", Double(checkpoint.f32Bytes) / 1_073_741_824, memoryShare * 100))
+        }
+        let name = "model.layers.0.mlp.gate_proj.weight"
+        guard let stored = try? checkpoint.matrix(name), stored.dtype != .f32 else {
+            return ResidencyChoice(residency: .f32, reason: "the weights are stored as f32")
+        }
+        let (storedSeconds, f32Seconds) = timeMatmul(stored, rows: max(1, rows))
+        let faster = storedSeconds >= f32Seconds * requiredSpeedup
+        let timing = String(format: "%@ at %d row(s): %@ %.2f ms, f32 copy %.2f ms", name, max(1, rows),
+                            stored.dtype.rawValue, storedSeconds * 1000, f32Seconds * 1000)
+        var choice = ResidencyChoice(residency: faster ? .f32 : .stored, reason: timing)
+        choice.storedSeconds = storedSeconds
+        choice.f32Seconds = f32Seconds
+        return choice
+    }
+
+    /// Fastest of 5 alternating repeats of out = x · Wᵀ over the stored matrix and over its f32 copy.
+    static func timeMatmul(_ stored: WeightMatrix, rows: Int) -> (stored: Double, f32: Double) {
+        let copy = UnsafeMutablePointer<Float>.allocate(capacity: stored.rows * stored.columns)
+        defer { copy.deallocate() }
+        stored.widenRows(0, stored.rows, into: copy)
+        let widened = WeightMatrix(storage: .f32(UnsafePointer(copy)), rows: stored.rows, columns: stored.columns)
+        var x = [Float](repeating: 0, count: rows * stored.columns)
+        for i in x.indices { x[i] = Float((i * 7919) % 2003) / 2003 - 0.5 }
+        var out = [Float](repeating: 0, count: rows * stored.rows)
+        let scratch = WidenScratch()
+        func time(_ weight: WeightMatrix) -> Double {
+            let start = DispatchTime.now().uptimeNanoseconds
+            x.withUnsafeBufferPointer { xp in
+                out.withUnsafeMutableBufferPointer { op in
+                    linearForward(out: op.baseAddress!, x: xp.baseAddress!, weight: weight, rows: rows, scratch: scratch)
+                }
+            }
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
+        _ = (time(stored), time(widened))   // warm caches and BLAS threads
+        var best = (stored: Double.infinity, f32: Double.infinity)
+        for _ in 0..<5 {
+            best.stored = min(best.stored, time(stored))
+            best.f32 = min(best.f32, time(widened))
+        }
+        return best
     }
 }
 
@@ -198,17 +268,23 @@ public final class Decoder: @unchecked Sendable {
 
     /// How BF16/F16 weights are held (resolved from `.auto` at load).
     public let residency: WeightResidency
+    /// What `.auto` measured (or "as asked").
+    public let residencyChoice: ResidencyChoice
     /// The matmuls' arithmetic over BF16 weights.
     public let compute: ComputePrecision
 
-    public init(checkpoint: Checkpoint, residency: WeightResidency = .auto, compute: ComputePrecision = .standard) throws {
+    /// `rows`: the decode batch the work will run at, for `.auto`'s measurement.
+    public init(checkpoint: Checkpoint, residency: WeightResidency = .auto, compute: ComputePrecision = .standard,
+                rows: Int = 16) throws {
         self.checkpoint = checkpoint
         let c = checkpoint.config
         config = c
         // BF16 compute reads the BF16 bits: an f32 copy would have nothing to multiply in bf16.
         if compute == .bf16, residency == .f32 { throw DecoderError.bf16ComputeNeedsStoredWeights }
         self.compute = compute
-        let residency = compute == .bf16 ? .stored : residency.resolved(for: checkpoint)
+        let choice = ResidencyChoice.resolve(residency, checkpoint: checkpoint, rows: rows, compute: compute)
+        residencyChoice = choice
+        let residency = choice.residency
         self.residency = residency
         let widen = residency == .f32
         // The embedding is only read row by row, so it stays as stored unless it doubles as lm_head.
@@ -243,6 +319,7 @@ public final class Decoder: @unchecked Sendable {
         checkpoint = nil
         config = c
         self.residency = residency
+        residencyChoice = ResidencyChoice(residency: residency, reason: "weights in memory")
         self.compute = compute
         self.embedding = embedding
         self.lmHead = lmHead
@@ -253,8 +330,8 @@ public final class Decoder: @unchecked Sendable {
     }
 
     public convenience init(directory: URL, strict: Bool = false, residency: WeightResidency = .auto,
-                            compute: ComputePrecision = .standard) throws {
-        try self.init(checkpoint: Checkpoint(directory: directory, strict: strict), residency: residency, compute: compute)
+                            compute: ComputePrecision = .standard, rows: Int = 16) throws {
+        try self.init(checkpoint: Checkpoint(directory: directory, strict: strict), residency: residency, compute: compute, rows: rows)
     }
 
     public var vocabSize: Int { config.vocabSize }

@@ -14,7 +14,8 @@ enum DistributedEval {
 
     static func run(_ r: EvalRequest, datasets: [LoadedDataset], options: CoordinatorOptions) throws -> RunSummary {
         let items = EvalItems(datasets.map { ($0.name, $0.examples) })
-        let settings = EvalWorkSettings(promptType: r.promptType, maxNewTokens: r.maxNewTokens, includePercentage: r.includePercentage)
+        let settings = EvalWorkSettings(promptType: r.promptType, maxNewTokens: r.maxNewTokens, includePercentage: r.includePercentage,
+                                        compute: r.compute)
         let parameters = CoordinatorParameters(items: items, settings: settings, model: r.model,
                                                out: r.out.appendingPathComponent(coordinatorFolder), options: options)
         let created = ISO8601DateFormatter().string(from: Date())
@@ -68,7 +69,6 @@ public enum EvaluatorSession {
         if let threads = r.threads { Tensors.BLAS.threads = threads }
         // The fingerprint first: a node with the wrong model is refused before it spends time loading it.
         let fingerprint = try ModelFingerprint.of(directory: r.model)
-        let decoder = try Decoder(directory: r.model, strict: r.strict, residency: r.weights)
         let tokenizer = try Tokenizer(directory: r.model)
         let host = ProcessInfo.processInfo.hostName
         let pid = Int(ProcessInfo.processInfo.processIdentifier)
@@ -79,11 +79,19 @@ public enum EvaluatorSession {
         var node = SamplerNodeParameters(endpoint: r.endpoint, node: config)
         node.curve = r.curve
         node.batchSize = r.batchSize
+        // The model loads once the coordinator has sent the run's settings: their compute precision decides
+        // how the weights are held (bf16 compute keeps them as stored).
+        var loaded: Decoder?
         return SamplerNodeRunner.run(node) { work in
-            guard case let .eval(settings) = work, let prompt = settings.prompt else {
-                throw ClusterError.refused("an evaluator node does only evaluation work, with a prompt type this build knows")
+            guard case let .eval(settings) = work, let prompt = settings.prompt, let compute = settings.computePrecision else {
+                throw ClusterError.refused("an evaluator node does only evaluation work, with a prompt type and compute precision this build knows")
             }
-            let runner = EvalRunner(decoder: decoder, tokenizer: tokenizer, promptType: prompt)
+            if loaded?.compute != compute {
+                loaded = nil
+                loaded = try Decoder(directory: r.model, strict: r.strict, residency: r.weights, compute: compute, rows: r.batchSize)
+                noteResidency("model", loaded!, requested: r.weights)
+            }
+            let runner = EvalRunner(decoder: loaded!, tokenizer: tokenizer, promptType: prompt)
             return EvalWorker(runner: runner, maxNewTokens: settings.maxNewTokens)
         }
     }

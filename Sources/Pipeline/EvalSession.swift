@@ -66,10 +66,6 @@ public enum EvalSession {
             datasets.append(dataset)
         }
         try FileManager.default.createDirectory(at: r.out, withIntermediateDirectories: true)
-        if r.cluster != nil, r.compute != .standard {
-            throw PipelineError.inconsistent("--compute \(r.compute.rawValue) with --bind: evaluator nodes compute in \(ComputePrecision.standard.rawValue)",
-                                             hint: "evaluate with --compute \(r.compute.rawValue) on one node, or distribute without it")
-        }
         if r.cluster != nil, let adapter = r.adapter {
             throw PipelineError.inconsistent("--adapter \(adapter.path) with --bind: the nodes load --model as it is",
                                              hint: "merge first (`lightreasoner merge`) and evaluate the merged folder, which every node can read")
@@ -91,7 +87,8 @@ public enum EvalSession {
             directory = merged
         }
         let loadStart = Date()
-        let decoder = try Decoder(directory: directory, strict: r.strict, residency: r.weights, compute: r.compute)
+        let decoder = try Decoder(directory: directory, strict: r.strict, residency: r.weights, compute: r.compute, rows: r.batchSize)
+        noteResidency("model", decoder, requested: r.weights)
         let tokenizer = try Tokenizer(directory: directory)
         let runner = EvalRunner(decoder: decoder, tokenizer: tokenizer, promptType: r.promptType)
         runner.includePercentage = r.includePercentage

@@ -155,7 +155,7 @@ public enum Planner {
     /// `lora`: also time LoRA training on this model (the expert).
     static func timings(_ directory: URL, residency: WeightResidency, batches: [Int], lora: LoRAConfig? = nil) throws -> ModelTimings {
         let loadStart = Date()
-        let full = try Decoder(directory: directory, residency: residency)
+        let full = try Decoder(directory: directory, residency: residency, rows: batches.max() ?? 1)
         let loadSeconds = Date().timeIntervalSince(loadStart)
         let layers = full.config.numLayers
         let context = calibrationContext

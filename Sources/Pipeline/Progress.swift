@@ -1,12 +1,19 @@
 import Cluster
 import Foundation
 import Logging
+import Models
 
 /// The sessions' diagnostics: the executable bootstraps the handler (stderr, --log-level, --quiet).
 let logger = Logger(label: "lightreasoner")
 
 /// An info line (progress and results of a stage).
 func note(_ text: String) { logger.info("\(text)") }
+
+/// Says what `--weights auto` picked for a model, and the measurement behind it.
+public func noteResidency(_ role: String, _ decoder: Decoder, requested: WeightResidency) {
+    guard requested == .auto else { return }
+    note("\(role) weights: auto → \(decoder.residency.rawValue) (\(decoder.residencyChoice.reason))")
+}
 
 /// Progress on stderr: a redrawn line with ETA on a terminal, a plain line every few seconds otherwise.
 public final class ProgressReporter {

@@ -35,8 +35,10 @@ public enum SampleSession {
     public static func run(_ r: SampleRequest) throws -> SampleSummary {
         if let threads = r.threads { Tensors.BLAS.threads = threads }
         let compute = r.settings.computePrecision
-        let expertDecoder = try Decoder(directory: r.expert, strict: r.strict, residency: r.weights, compute: compute)
-        let amateurDecoder = try Decoder(directory: r.amateur, strict: r.strict, residency: r.weights, compute: compute)
+        let expertDecoder = try Decoder(directory: r.expert, strict: r.strict, residency: r.weights, compute: compute, rows: r.batchSize)
+        let amateurDecoder = try Decoder(directory: r.amateur, strict: r.strict, residency: r.weights, compute: compute, rows: r.batchSize)
+        noteResidency("expert", expertDecoder, requested: r.weights)
+        noteResidency("amateur", amateurDecoder, requested: r.weights)
         let tokenizer = try Tokenizer(directory: r.expert)
         do {
             try checkVocabularyAlignment(expert: tokenizer, amateur: Tokenizer(directory: r.amateur))

@@ -82,7 +82,9 @@ public final class TrainSession {
             let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? ranks
             Tensors.BLAS.threads = max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, local))
         }
-        let decoder = try Decoder(directory: r.model, strict: r.strict)
+        // Training's matmuls run over whole sequences (128-row chunks in the kernels): `auto` measures there.
+        let decoder = try Decoder(directory: r.model, strict: r.strict, rows: 128)
+        if rank == 0 { noteResidency("model", decoder, requested: .auto) }
         decoder.checkpoint.warnings.forEach { logger.warning("\($0)") }
         let tokenizer = try Tokenizer(directory: r.model)
         let vb = tokenizer.baseVocabSize

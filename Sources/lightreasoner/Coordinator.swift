@@ -38,6 +38,8 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
+    @OptionGroup var computeOptions: ComputeOptions
+
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
@@ -45,7 +47,8 @@ struct CoordinatorCommand: ParsableCommand, LoggedCommand {
     }
 
     func run() throws {
-        let settings = sampling.settings
+        var settings = sampling.settings
+        settings.computePrecision = computeOptions.compute
         let questions = sampling.limit(try loadQuestions(file: userURL(data)))
         let parameters = CoordinatorParameters(questions: questions, settings: settings, expertDirectory: userURL(expert),
                                                amateurDirectory: userURL(amateur), out: userURL(out), options: try coordination.options(bind: bind))

@@ -57,7 +57,6 @@ struct Generate: ParsableCommand, LoggedCommand {
         let directory = userURL(model)
         let loadStart = Date()
         computeOptions.noteFallback()
-        let decoder = try Decoder(directory: directory, strict: load.strict, residency: load.weights, compute: computeOptions.compute)
         let tokenizer = try Tokenizer(directory: directory)
         var texts = prompts
         if let promptsFile { texts += try readPrompts(userURL(promptsFile)) }
@@ -67,6 +66,9 @@ struct Generate: ParsableCommand, LoggedCommand {
                 addGenerationPrompt: true)
         }
         let ids = rendered.map { tokenizer.encode($0) }
+        let decoder = try Decoder(directory: directory, strict: load.strict, residency: load.weights,
+                                  compute: computeOptions.compute, rows: ids.count)
+        if load.weights == .auto { printError("weights: auto → \(decoder.residency.rawValue) (\(decoder.residencyChoice.reason))") }
         let c = decoder.config
         let stopIDs = decoder.checkpoint.generation.eosTokenIDs
         printError("loaded \(c.architecture.rawValue) \(formatCount(decoder.checkpoint.layout.parameterCount)) params "

@@ -3,6 +3,8 @@ import Cluster
 import Contrast
 import Foundation
 import Models
+import Pipeline
+import Tensors
 import Tokenizer
 
 struct SamplerCommand: ParsableCommand, LoggedCommand {
@@ -48,8 +50,6 @@ struct SamplerCommand: ParsableCommand, LoggedCommand {
         // Fingerprints first: a node with the wrong models is refused before it spends time loading them.
         let expertPrint = try ModelFingerprint.of(directory: expertURL)
         let amateurPrint = try ModelFingerprint.of(directory: amateurURL)
-        let expertDecoder = try Decoder(directory: expertURL, strict: load.strict, residency: load.weights)
-        let amateurDecoder = try Decoder(directory: amateurURL, strict: load.strict, residency: load.weights)
         let tokenizer = try Tokenizer(directory: expertURL)
         do {
             try checkVocabularyAlignment(expert: tokenizer, amateur: Tokenizer(directory: amateurURL))
@@ -65,8 +65,21 @@ struct SamplerCommand: ParsableCommand, LoggedCommand {
         var parameters = SamplerNodeParameters(endpoint: node.connect, node: config)
         parameters.batchSize = batchSize
         parameters.curve = try node.curveKeys()
+        // The models load once the coordinator has sent the run's settings: their compute precision decides
+        // how the weights are held (bf16 compute keeps them as stored).
+        var loaded: (compute: ComputePrecision, expert: Decoder, amateur: Decoder)?
         let status = SamplerNodeRunner.run(parameters) { settings in
-            ContrastiveQuestionSampler(ContrastiveSampler(expert: expertDecoder, amateur: amateurDecoder, tokenizer: tokenizer, settings: settings))
+            let compute = settings.computePrecision
+            if loaded?.compute != compute {
+                loaded = nil
+                if compute == .bf16, !Skinny.bf16DotNative { logger.warning("\(ComputeOptions.fallbackWarning)") }
+                loaded = (compute,
+                          try Decoder(directory: expertURL, strict: load.strict, residency: load.weights, compute: compute, rows: batchSize),
+                          try Decoder(directory: amateurURL, strict: load.strict, residency: load.weights, compute: compute, rows: batchSize))
+                noteResidency("expert", loaded!.expert, requested: load.weights)
+                noteResidency("amateur", loaded!.amateur, requested: load.weights)
+            }
+            return ContrastiveQuestionSampler(ContrastiveSampler(expert: loaded!.expert, amateur: loaded!.amateur, tokenizer: tokenizer, settings: settings))
         }
         if status != 0 { throw ExitCode(status) }
     }
