@@ -82,6 +82,11 @@ extension ExitStatus {
             case .emptyPrompt, .nonFiniteLogits, .contextTooLong: self = .badInput
             case .cacheFull: self = .failure
             }
+        case let speculative as SpeculativeError:
+            switch speculative {
+            case .badDraftTokens: self = .usage
+            case .vocabularyMismatch: self = .badInput
+            }
         case let training as TrainingError:
             switch training {
             case .invalidOption: self = .usage

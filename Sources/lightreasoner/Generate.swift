@@ -13,7 +13,10 @@ struct Generate: ParsableCommand, LoggedCommand {
         Prompts are rendered with the model's chat template (system + user, generation prompt added) \
         unless --raw is given. Several --prompt options, or a JSONL --prompts-file ("question" or \
         "prompt" per line), are decoded together. Generation stops at generation_config.json's \
-        eos_token_id(s) or after --max-new-tokens.
+        eos_token_id(s) or after --max-new-tokens. With --draft, a smaller model of the same tokenizer \
+        proposes --draft-tokens tokens that the model checks in one forward (speculative decoding); \
+        prompts are then decoded one at a time, and the ids are the plain greedy ones (up to top-2 \
+        near-ties, see docs/bench/speculative).
         """)
 
     @Option(help: "Hugging Face model directory (weights and tokenizer).")
@@ -37,6 +40,12 @@ struct Generate: ParsableCommand, LoggedCommand {
     @Flag(help: "Print one JSON object per prompt: {\"ids\": [...], \"text\": ...}.")
     var json = false
 
+    @Option(help: "Draft model directory (same tokenizer, e.g. the 0.5B of the model's family) for speculative decoding.")
+    var draft: String?
+
+    @Option(help: "Tokens the draft proposes per check by the model (with --draft).")
+    var draftTokens = Speculation.defaultDraftTokens
+
     @Flag(help: "Also print per-step top-2 margins on stderr.")
     var verbose = false
 
@@ -49,6 +58,8 @@ struct Generate: ParsableCommand, LoggedCommand {
     func validate() throws {
         if prompts.isEmpty && promptsFile == nil { throw ValidationError("give --prompt TEXT (repeatable) or --prompts-file FILE.jsonl") }
         if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
+        if draftTokens < 1 { throw ValidationError("--draft-tokens must be at least 1") }
+        if draft == nil, draftTokens != Speculation.defaultDraftTokens { throw ValidationError("--draft-tokens needs --draft DIR") }
         if raw, let empty = prompts.firstIndex(of: "") { throw ValidationError("--prompt \(empty + 1) is empty; with --raw it is the whole model input") }
     }
 
@@ -75,11 +86,17 @@ struct Generate: ParsableCommand, LoggedCommand {
             + "(\(decoder.checkpoint.bytesByDType.keys.map(\.rawValue).sorted().joined(separator: "+"))) in "
             + String(format: "%.2fs", Date().timeIntervalSince(loadStart)) + "; stop ids \(stopIDs); \(ids.count) prompt(s)")
 
-        var stats = GenerationStats()
-        let results = try decoder.generateGreedy(prompts: ids, maxNewTokens: maxNewTokens, stopIDs: Set(stopIDs.map(Int32.init)), stats: &stats)
-        printError(String(format: "prefill %d tok in %.2fs (%.1f tok/s), decode %d tok in %.2fs (%.1f tok/s)",
-                          stats.promptTokens, stats.prefillSeconds, stats.prefillTokensPerSecond,
-                          stats.generatedTokens, stats.decodeSeconds, stats.decodeTokensPerSecond))
+        let results: [GreedyResult]
+        if let draft {
+            results = try generateSpeculative(decoder: decoder, tokenizer: tokenizer, draftDirectory: userURL(draft),
+                                              prompts: ids, stopIDs: Set(stopIDs.map(Int32.init)))
+        } else {
+            var stats = GenerationStats()
+            results = try decoder.generateGreedy(prompts: ids, maxNewTokens: maxNewTokens, stopIDs: Set(stopIDs.map(Int32.init)), stats: &stats)
+            printError(String(format: "prefill %d tok in %.2fs (%.1f tok/s), decode %d tok in %.2fs (%.1f tok/s)",
+                              stats.promptTokens, stats.prefillSeconds, stats.prefillTokensPerSecond,
+                              stats.generatedTokens, stats.decodeSeconds, stats.decodeTokensPerSecond))
+        }
         for result in results {
             let text = tokenizer.decode(result.ids)
             if verbose {
@@ -93,6 +110,36 @@ struct Generate: ParsableCommand, LoggedCommand {
                 print(text)
             }
         }
+    }
+
+    /// Each prompt alone, the draft proposing; one throughput line with the acceptance rate.
+    private func generateSpeculative(decoder: Decoder, tokenizer: Tokenizer, draftDirectory: URL,
+                                     prompts: [[Int32]], stopIDs: Set<Int32>) throws -> [GreedyResult] {
+        let loadStart = Date()
+        let draftTokenizer = try Tokenizer(directory: draftDirectory)
+        do {
+            try checkVocabularyAlignment(expert: tokenizer, amateur: draftTokenizer)
+        } catch let SamplingError.vocabularyMismatch(ids, _, _, checked) {
+            throw CommandFailure.badInput("--draft \(draftDirectory.path): its tokenizer disagrees with \(model)'s on ids \(ids) (of \(checked) common ids)",
+                                          hint: "the draft must share the model's tokenizer, e.g. a smaller model of the same family")
+        }
+        let draftDecoder = try Decoder(directory: draftDirectory, strict: load.strict, residency: load.weights, compute: computeOptions.compute)
+        printError("loaded draft \(formatCount(draftDecoder.checkpoint.layout.parameterCount)) params in "
+            + String(format: "%.2fs", Date().timeIntervalSince(loadStart)) + "; \(draftTokens) draft tokens per check")
+        var total = SpeculativeStats()
+        let results = try prompts.map { prompt in
+            var stats = SpeculativeStats()
+            let result = try decoder.generateSpeculative(
+                prompt: prompt, draft: draftDecoder, maxNewTokens: maxNewTokens, stopIDs: stopIDs, draftTokens: draftTokens,
+                sharedIDs: min(tokenizer.idCount, draftTokenizer.idCount), stats: &stats)
+            total += stats
+            return result
+        }
+        printError(String(format: "prefill %d tok in %.2fs, decode %d tok in %.2fs (%.1f tok/s after the first); "
+                          + "draft acceptance %.1f%%, %.2f tok per model forward",
+                          total.promptTokens, total.prefillSeconds, total.generatedTokens, total.decodeSeconds,
+                          total.decodeTokensPerSecond, 100 * total.acceptanceRate, total.tokensPerExpertForward))
+        return results
     }
 
     private func readPrompts(_ url: URL) throws -> [String] {
