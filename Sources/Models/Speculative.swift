@@ -24,7 +24,8 @@ public struct SpeculativeStats: Sendable, Equatable {
     public var tokensPerExpertForward: Double {
         expertForwards > 0 ? Double(generatedTokens - 1) / Double(expertForwards) : 0
     }
-    public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(generatedTokens - 1) / decodeSeconds : 0 }
+    /// As GenerationStats counts it (all new tokens over the decode time), so the two compare.
+    public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(generatedTokens) / decodeSeconds : 0 }
 
     public static func += (lhs: inout SpeculativeStats, rhs: SpeculativeStats) {
         lhs.promptTokens += rhs.promptTokens

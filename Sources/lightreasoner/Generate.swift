@@ -135,7 +135,7 @@ struct Generate: ParsableCommand, LoggedCommand {
             total += stats
             return result
         }
-        printError(String(format: "prefill %d tok in %.2fs, decode %d tok in %.2fs (%.1f tok/s after the first); "
+        printError(String(format: "prefill %d tok in %.2fs, decode %d tok in %.2fs (%.1f tok/s); "
                           + "draft acceptance %.1f%%, %.2f tok per model forward",
                           total.promptTokens, total.prefillSeconds, total.generatedTokens, total.decodeSeconds,
                           total.decodeTokensPerSecond, 100 * total.acceptanceRate, total.tokensPerExpertForward))

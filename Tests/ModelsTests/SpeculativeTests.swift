@@ -31,9 +31,9 @@ struct SpeculativeTests {
         return "\(label): near-tie at step \(step) (greedy margin \(margin)): \(speculative.ids[step]) vs \(greedy.ids[step])"
     }
 
-    @Test(arguments: [1, 2, 4, 8])
-    func idsEqualGreedy(draftTokens: Int) throws {
-        let expert = try Decoder(directory: Repo.model("tiny-expert"))
+    @Test(arguments: ["tiny-expert", "tiny-expert-bf16"], [1, 2, 4, 8])
+    func idsEqualGreedy(model: String, draftTokens: Int) throws {
+        let expert = try Decoder(directory: Repo.model(model))
         let draft = try Decoder(directory: Repo.model("tiny-amateur"))
         var total = SpeculativeStats(), nearTies: [String] = []
         for (index, prompt) in try Self.prompts().enumerated() {
@@ -41,14 +41,14 @@ struct SpeculativeTests {
             var stats = SpeculativeStats()
             let speculative = try expert.generateSpeculative(prompt: prompt, draft: draft, maxNewTokens: 40, stopIDs: [],
                                                              draftTokens: draftTokens, sharedIDs: Self.sharedIDs, stats: &stats)
-            if let tie = Self.compare(speculative, greedy, "K=\(draftTokens), prompt \(index)") { nearTies.append(tie) }
+            if let tie = Self.compare(speculative, greedy, "\(model) K=\(draftTokens), prompt \(index)") { nearTies.append(tie) }
             #expect(stats.generatedTokens == speculative.ids.count)
             #expect(stats.acceptedTokens <= stats.draftedTokens)
             // Each expert forward after the prefill yields its own token plus the drafts it accepted.
             #expect(stats.generatedTokens - 1 == stats.expertForwards + stats.acceptedTokens)
             total += stats
         }
-        print("speculative K=\(draftTokens), tiny-amateur drafting for tiny-expert: acceptance \(total.acceptanceRate), "
+        print("speculative K=\(draftTokens), tiny-amateur drafting for \(model): acceptance \(total.acceptanceRate), "
               + "\(total.tokensPerExpertForward) tokens per expert forward; near-ties: \(nearTies)")
         #expect(total.draftedTokens > 0)
     }
@@ -73,7 +73,7 @@ struct SpeculativeTests {
                     "\(label): \(stats.draftedTokens - stats.acceptedTokens) rejected, \(ties) near-ties; margins \(greedy.margins)")
             // 32 tokens after the prefill's: full blocks of K + 1 (the last block shortened by maxNewTokens).
             if stats.acceptedTokens == stats.draftedTokens {
-                #expect(stats.expertForwards == (32 + draftTokens) / (draftTokens + 1), label)
+                #expect(stats.expertForwards == (32 + draftTokens) / (draftTokens + 1), "\(label)")
             }
         }
     }
