@@ -65,6 +65,29 @@ import TestSupport
         expectRuntimeError(templated, status: 65, naming: [model.path, "chat_template"], "an empty chat template")
     }
 
+    @Test func draftInGenerate() throws {
+        // The draft changes how ids are found, not which: the same ids as plain greedy, prompt by prompt.
+        let prompts = ["--prompt", "2+3?", "--prompt", "Janet has 16 eggs.", "--max-new-tokens", "24", "--json"]
+        let plain = try lr(["generate", "--model", expert.path] + prompts)
+        let drafted = try lr(["generate", "--model", expert.path, "--draft", Repo.model("tiny-amateur").path, "--draft-tokens", "3"] + prompts)
+        #expect(plain.status == 0 && drafted.status == 0, "\(plain.stderr) \(drafted.stderr)")
+        #expect(drafted.stdout == plain.stdout && plain.stdout.split(separator: "\n").count == 2, "\(drafted.stdout) vs \(plain.stdout)")
+        #expect(drafted.stderr.contains("draft acceptance"), "\(drafted.stderr)")
+
+        expectUsageError(try lr(["generate", "--model", expert.path, "--draft", expert.path, "--draft-tokens", "0", "--prompt", "x"]),
+                         naming: "--draft-tokens", "generate --draft-tokens 0")
+        // A draft with another tokenizer (the real Qwen2 one) is refused before its weights are read.
+        let root = try makeTemporaryDirectory("lr-draft-vocabulary")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let draft = try copy("tiny-amateur", into: root)
+        try FileManager.default.removeItem(at: draft.appendingPathComponent("tokenizer.json"))
+        try FileManager.default.copyItem(at: Repo.path("Tests/Fixtures/tokenizers/qwen2/tokenizer.json"),
+                                         to: draft.appendingPathComponent("tokenizer.json"))
+        let refused = try lr(["generate", "--model", expert.path, "--draft", draft.path, "--prompt", "2+3?", "--max-new-tokens", "4"])
+        expectRuntimeError(refused, status: 65, naming: ["--draft", draft.path, "tokenizer"], "generate --draft with another tokenizer")
+        #expect(refused.stdout.isEmpty)
+    }
+
     @Test func maxNewTokensBeyondTheContextInGenerate() throws {
         for value in ["1000000000000", "4096"] {
             let result = try lr(["generate", "--model", expert.path, "--prompt", "2+3?", "--max-new-tokens", value])
