@@ -1,8 +1,9 @@
 import Foundation
 
 public enum Speculation {
-    /// Draft tokens per expert check (`generate --draft-tokens`); docs/bench/speculative has the measurement.
-    public static let defaultDraftTokens = 4
+    /// Draft tokens per expert check (`generate --draft-tokens`): the one K that beat plain greedy with
+    /// f32, stored-BF16 and bf16-compute weights on the real pair (docs/bench/speculative).
+    public static let defaultDraftTokens = 2
 }
 
 /// Counters of one speculative decode, for the throughput line and the benchmark doc.

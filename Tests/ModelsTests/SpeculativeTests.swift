@@ -21,9 +21,11 @@ struct SpeculativeTests {
         guard let step = zip(speculative.ids, greedy.ids).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset else {
             #expect(speculative.ids == greedy.ids, "\(label): lengths differ")
             #expect(speculative.stopped == greedy.stopped, "\(label)")
-            // Same picks: the margins come from the same logits up to the kernels' rounding (f32 ~1e-6).
+            // Same picks: the margins come from the same logits up to the kernels' rounding, which depends
+            // on the row count and the ISA (bitwise equal here at 2–3 rows, ~1e-5 apart from 5 rows on).
             let worst = zip(speculative.margins, greedy.margins).map { abs($0 - $1) }.max() ?? 0
             #expect(worst <= 1e-4, "\(label): margins differ by \(worst)")
+            print("\(label): max |Δmargin| vs greedy \(worst)")
             return nil
         }
         let margin = greedy.margins[step]
