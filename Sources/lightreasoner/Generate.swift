@@ -78,7 +78,7 @@ struct Generate: ParsableCommand, LoggedCommand {
         }
         let ids = rendered.map { tokenizer.encode($0) }
         let decoder = try Decoder(directory: directory, strict: load.strict, residency: load.weights,
-                                  compute: computeOptions.compute, rows: ids.count)
+                                  compute: computeOptions.compute, rows: draft == nil ? ids.count : draftTokens + 1)
         if load.weights == .auto { printError("weights: auto → \(decoder.residency.rawValue) (\(decoder.residencyChoice.reason))") }
         let c = decoder.config
         let stopIDs = decoder.checkpoint.generation.eosTokenIDs
@@ -123,7 +123,9 @@ struct Generate: ParsableCommand, LoggedCommand {
             throw CommandFailure.badInput("--draft \(draftDirectory.path): its tokenizer disagrees with \(model)'s on ids \(ids) (of \(checked) common ids)",
                                           hint: "the draft must share the model's tokenizer, e.g. a smaller model of the same family")
         }
-        let draftDecoder = try Decoder(directory: draftDirectory, strict: load.strict, residency: load.weights, compute: computeOptions.compute)
+        let draftDecoder = try Decoder(directory: draftDirectory, strict: load.strict, residency: load.weights,
+                                       compute: computeOptions.compute, rows: 1)
+        if load.weights == .auto { printError("draft weights: auto → \(draftDecoder.residency.rawValue) (\(draftDecoder.residencyChoice.reason))") }
         printError("loaded draft \(formatCount(draftDecoder.checkpoint.layout.parameterCount)) params in "
             + String(format: "%.2fs", Date().timeIntervalSince(loadStart)) + "; \(draftTokens) draft tokens per check")
         var total = SpeculativeStats()
