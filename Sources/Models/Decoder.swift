@@ -172,6 +172,8 @@ public struct ResidencyChoice: Sendable, Equatable {
     /// The measured matmul over the stored weights and over an f32 copy (seconds), when `auto` timed one.
     public var storedSeconds: Double? = nil
     public var f32Seconds: Double? = nil
+    /// False when there was nothing to decide (asked explicitly, or weights already stored as f32).
+    public var hadAChoice = true
 
     public init(residency: WeightResidency, reason: String) {
         self.residency = residency
@@ -188,7 +190,11 @@ public struct ResidencyChoice: Sendable, Equatable {
     /// stored against a widened copy, fastest of a few repeats each.
     public static func resolve(_ requested: WeightResidency, checkpoint: Checkpoint, rows: Int, compute: ComputePrecision,
                                physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory) -> ResidencyChoice {
-        guard requested == .auto else { return ResidencyChoice(residency: requested, reason: "as asked") }
+        guard requested == .auto else {
+            var asked = ResidencyChoice(residency: requested, reason: "as asked")
+            asked.hadAChoice = false
+            return asked
+        }
         // BF16 compute multiplies the BF16 bits: an f32 copy would have nothing to multiply in bf16.
         if compute == .bf16 { return ResidencyChoice(residency: .stored, reason: "--compute bf16 reads the BF16 weights") }
         let budget = Double(physicalMemory) * memoryShare
@@ -198,7 +204,9 @@ public struct ResidencyChoice: Sendable, Equatable {
         }
         let name = "model.layers.0.mlp.gate_proj.weight"
         guard let stored = try? checkpoint.matrix(name), stored.dtype != .f32 else {
-            return ResidencyChoice(residency: .f32, reason: "the weights are stored as f32")
+            var f32 = ResidencyChoice(residency: .f32, reason: "the weights are stored as f32")
+            f32.hadAChoice = false
+            return f32
         }
         let (storedSeconds, f32Seconds) = timeMatmul(stored, rows: max(1, rows))
         let faster = storedSeconds >= f32Seconds * requiredSpeedup

@@ -11,7 +11,7 @@ func note(_ text: String) { logger.info("\(text)") }
 
 /// Says what `--weights auto` picked for a model, and the measurement behind it.
 public func noteResidency(_ role: String, _ decoder: Decoder, requested: WeightResidency) {
-    guard requested == .auto else { return }
+    guard requested == .auto, decoder.residencyChoice.hadAChoice else { return }
     note("\(role) weights: auto → \(decoder.residency.rawValue) (\(decoder.residencyChoice.reason))")
 }
 

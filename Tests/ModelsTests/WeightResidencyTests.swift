@@ -10,7 +10,7 @@ import TestSupport
     @Test func explicitChoicesAreKept() throws {
         for requested in [WeightResidency.stored, .f32] {
             let choice = ResidencyChoice.resolve(requested, checkpoint: try Self.checkpoint, rows: 16, compute: .f32)
-            #expect(choice.residency == requested && choice.storedSeconds == nil)
+            #expect(choice.residency == requested && choice.storedSeconds == nil && !choice.hadAChoice)
         }
     }
 
