@@ -88,6 +88,7 @@ public enum EvaluatorSession {
             }
             if loaded?.compute != compute {
                 loaded = nil
+                noteComputeFallback(compute)
                 loaded = try Decoder(directory: r.model, strict: r.strict, residency: r.weights, compute: compute, rows: r.batchSize)
                 noteResidency("model", loaded!, requested: r.weights)
             }

@@ -2,6 +2,7 @@ import Cluster
 import Foundation
 import Logging
 import Models
+import Tensors
 
 /// The sessions' diagnostics: the executable bootstraps the handler (stderr, --log-level, --quiet).
 let logger = Logger(label: "lightreasoner")
@@ -13,6 +14,12 @@ func note(_ text: String) { logger.info("\(text)") }
 public func noteResidency(_ role: String, _ decoder: Decoder, requested: WeightResidency) {
     guard requested == .auto, decoder.residencyChoice.hadAChoice else { return }
     note("\(role) weights: auto → \(decoder.residency.rawValue) (\(decoder.residencyChoice.reason))")
+}
+
+/// Says when bf16 compute was asked for on a CPU without AVX512-BF16: the same results, at f32 speed.
+public func noteComputeFallback(_ compute: ComputePrecision) {
+    guard compute == .bf16, !Skinny.bf16DotNative else { return }
+    logger.warning("this CPU has no AVX512-BF16 (vdpbf16ps): --compute bf16 runs the same maths on the f32 kernels, at f32 speed")
 }
 
 /// Progress on stderr: a redrawn line with ETA on a terminal, a plain line every few seconds otherwise.

@@ -30,11 +30,23 @@ public final class MetricsLog {
     let handle: FileHandle
     let encoder = JSONEncoder()
 
-    init(directory: URL) throws {
+    /// Opens for appending after `step`. Lines past it (steps a crashed run did after its last checkpoint)
+    /// and a torn tail are dropped first, so a resumed run leaves each step exactly once, in order.
+    init(directory: URL, continuingAfter step: Int) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let url = directory.appendingPathComponent(Self.fileName)
-        if !FileManager.default.fileExists(atPath: url.path) {
-            FileManager.default.createFile(atPath: url.path, contents: nil)
+        if let data = FileManager.default.contents(atPath: url.path), !data.isEmpty {
+            let lines = data.split(separator: UInt8(ascii: "\n"))
+            let kept = lines.filter { line in (try? Self.decoder.decode(StepMetrics.self, from: Data(line))).map { $0.step <= step } ?? false }
+            if kept.count != lines.count || data.last != UInt8(ascii: "\n") {
+                var text = Data(kept.joined(separator: [UInt8(ascii: "\n")]))
+                if !kept.isEmpty { text.append(UInt8(ascii: "\n")) }
+                try text.write(to: url, options: .atomic)
+            }
+        } else if !FileManager.default.fileExists(atPath: url.path) {
+            guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path])
+            }
         }
         handle = try FileHandle(forWritingTo: url)
         try handle.seekToEnd()
@@ -53,8 +65,12 @@ public final class MetricsLog {
     /// The steps of a training output folder, in file order; lines that do not decode (a torn tail) are skipped.
     public static func read(directory: URL) -> [StepMetrics] {
         guard let data = try? Data(contentsOf: directory.appendingPathComponent(fileName)) else { return [] }
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? decoder.decode(StepMetrics.self, from: Data($0)) }
+    }
+
+    static var decoder: JSONDecoder {
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? decoder.decode(StepMetrics.self, from: Data($0)) }
+        return decoder
     }
 }

@@ -242,7 +242,7 @@ public final class Trainer {
     /// completed steps is written. Checkpoints every `saveEvery` steps; the final adapter always goes
     /// to the output directory itself.
     public func run(shouldStop: () -> Bool = { false }, report: (StepMetrics) -> Void = { _ in }) throws -> TrainingOutcome {
-        let metricsFile = try outputDirectory.flatMap { isWriter ? try MetricsLog(directory: $0) : nil }
+        let metricsFile = try outputDirectory.flatMap { isWriter ? try MetricsLog(directory: $0, continuingAfter: step) : nil }
         // Distributed: the stop request is agreed inside each step (every rank stops after the same one).
         while step < options.steps {
             guard var metrics = try trainStep(shouldStop: shouldStop) else {

@@ -79,7 +79,7 @@ struct Generate: ParsableCommand, LoggedCommand {
         let ids = rendered.map { tokenizer.encode($0) }
         let decoder = try Decoder(directory: directory, strict: load.strict, residency: load.weights,
                                   compute: computeOptions.compute, rows: draft == nil ? ids.count : draftTokens + 1)
-        if load.weights == .auto { printError("weights: auto → \(decoder.residency.rawValue) (\(decoder.residencyChoice.reason))") }
+        noteResidency("model", decoder, requested: load.weights)
         let c = decoder.config
         let stopIDs = decoder.checkpoint.generation.eosTokenIDs
         printError("loaded \(c.architecture.rawValue) \(formatCount(decoder.checkpoint.layout.parameterCount)) params "
@@ -125,7 +125,7 @@ struct Generate: ParsableCommand, LoggedCommand {
         }
         let draftDecoder = try Decoder(directory: draftDirectory, strict: load.strict, residency: load.weights,
                                        compute: computeOptions.compute, rows: 1)
-        if load.weights == .auto { printError("draft weights: auto → \(draftDecoder.residency.rawValue) (\(draftDecoder.residencyChoice.reason))") }
+        noteResidency("draft", draftDecoder, requested: load.weights)
         printError("loaded draft \(formatCount(draftDecoder.checkpoint.layout.parameterCount)) params in "
             + String(format: "%.2fs", Date().timeIntervalSince(loadStart)) + "; \(draftTokens) draft tokens per check")
         var total = SpeculativeStats()

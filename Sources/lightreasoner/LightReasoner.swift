@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Models
+import Pipeline
 import Tensors
 
 @main
@@ -68,11 +69,7 @@ struct ComputeOptions: ParsableArguments {
     var compute: ComputePrecision = .standard
 
     /// Says when bf16 was asked for on a CPU without AVX512-BF16 (same results, f32 speed).
-    func noteFallback() {
-        if compute == .bf16, !Skinny.bf16DotNative { logger.warning("\(Self.fallbackWarning)") }
-    }
-
-    static let fallbackWarning = "this CPU has no AVX512-BF16 (vdpbf16ps): --compute bf16 runs the same maths on the f32 kernels, at f32 speed"
+    func noteFallback() { noteComputeFallback(compute) }
 }
 
 extension ComputePrecision: ExpressibleByArgument {}

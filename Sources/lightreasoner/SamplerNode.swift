@@ -72,7 +72,7 @@ struct SamplerCommand: ParsableCommand, LoggedCommand {
             let compute = settings.computePrecision
             if loaded?.compute != compute {
                 loaded = nil
-                if compute == .bf16, !Skinny.bf16DotNative { logger.warning("\(ComputeOptions.fallbackWarning)") }
+                noteComputeFallback(compute)
                 loaded = (compute,
                           try Decoder(directory: expertURL, strict: load.strict, residency: load.weights, compute: compute, rows: batchSize),
                           try Decoder(directory: amateurURL, strict: load.strict, residency: load.weights, compute: compute, rows: batchSize))

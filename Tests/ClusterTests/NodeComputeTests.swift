@@ -3,6 +3,7 @@ import TestSupport
 import Testing
 import Cluster
 import Contrast
+import Tensors
 
 /// `--compute bf16` reaches the nodes: the coordinator sends it with the run's settings and each node
 /// loads its models with it, so the merged output equals single-node output at the same precision.
@@ -37,6 +38,7 @@ import Contrast
         let (records, _) = try ClusterFixture.mergedOutput(out)
         try ClusterFixture.expectSameRecords(records, reference)
         #expect(records.count == reference.count)
+        #expect(node.stderr.contains("no AVX512-BF16") == !Skinny.bf16DotNative, "the node should say when bf16 falls back to f32 kernels\n\(node.stderr)")
         #expect(node.stderr.contains("expert weights: auto → stored (--compute bf16 reads the BF16 weights)"),
                 "the node should load its models for bf16 compute\n\(node.stderr)")
     }
@@ -68,6 +70,7 @@ import Contrast
         #expect(mine == theirs, "gsm8k.jsonl differs from single-node eval --compute bf16")
         #expect(try DistributedEvalProcessTests.untimedSummary(distributed) == DistributedEvalProcessTests.untimedSummary(single),
                 "summary.json differs beyond its timings")
+        #expect(node.stderr.contains("no AVX512-BF16") == !Skinny.bf16DotNative, "the node should say when bf16 falls back to f32 kernels\n\(node.stderr)")
         #expect(node.stderr.contains("model weights: auto → stored (--compute bf16 reads the BF16 weights)"),
                 "the node should load its model for bf16 compute\n\(node.stderr)")
     }

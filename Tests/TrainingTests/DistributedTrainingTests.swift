@@ -75,6 +75,8 @@ struct DistributedTrainingTests {
         let resumed = try DistributedRun.run(ranks: 2, try common(crashed) + ["--accumulation", "1", "--save-every", "0", "--resume", checkpoint.path])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let a = try DistributedRun.metrics(straight), b = try DistributedRun.metrics(crashed)
+        // The crashed run logged step 3 after checkpoint-2; the resumed run replaces it: each step once, in order.
+        #expect(MetricsLog.read(directory: crashed).map(\.step) == [1, 2, 3, 4])
         for step in 1...4 { #expect(a[step]?.loss == b[step]?.loss && a[step]?.gradNorm == b[step]?.gradNorm, "step \(step)") }
         #expect(try DistributedRun.adapterDifference(straight, crashed) == 0)
 
@@ -163,7 +165,7 @@ enum DistributedRun {
         return Output(status: process.terminationStatus, stderr: (try? String(contentsOf: log, encoding: .utf8)) ?? "")
     }
 
-    /// metrics.jsonl by step (a resumed run's lines replace the crashed run's).
+    /// metrics.jsonl by step.
     static func metrics(_ directory: URL) throws -> [Int: StepMetrics] {
         let text = try String(contentsOf: directory.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
         var result: [Int: StepMetrics] = [:]

@@ -162,14 +162,23 @@ func stepGradients(_ trainer: Trainer, step: Int = 0) throws -> [Float] {
         }
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("adapter_model.safetensors").path))
 
+        // A crash after the checkpoint leaves lines past it and a torn tail; the resumed run drops them.
+        let metricsURL = out.appendingPathComponent("metrics.jsonl")
+        let logged = try String(contentsOf: metricsURL, encoding: .utf8)
+        let third = try #require(logged.split(separator: "\n").last)
+        let stale = third.replacingOccurrences(of: "\"step\":3", with: "\"step\":4")
+        #expect(stale != String(third))
+        try (logged + stale + "\n" + "{\"clip_coef\":1,\"gra").write(to: metricsURL, atomically: true, encoding: .utf8)
+
         let second = tinyTrainingModel(seed: 99)   // different init: everything must come from the checkpoint
         let resumed = try Trainer(model: second, train: examples, options: options, outputDirectory: out, baseModel: "tiny")
         try resumed.resume(from: checkpoint)
         #expect(resumed.step == 3)
         #expect(try resumed.run() == .finished(steps: 6))
         #expect(second.adapter.parameterArray() == straight.adapter.parameterArray())
-        let lines = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        let lines = try String(contentsOf: metricsURL, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 6)
+        #expect(MetricsLog.read(directory: out).map(\.step) == Array(1...6))
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("adapter_model.safetensors").path))
     }
 
