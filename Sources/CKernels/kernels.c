@@ -111,16 +111,29 @@ __attribute__((target("avx2,fma"))) static inline __m128 reduce4_256(__m256 a0, 
         }                                                                                              \
     }
 
-#define MICRO(ISA, TARGET, VEC, WIDTH, SETZERO, LOADX, FMA, REDUCE, T, M, SUFFIX, WTYPE, LOADW, TAIL)  \
+// X_FIRST: the M x vectors are loaded first and each weight vector then feeds M FMAs, so T × M sums
+// + M + 1 registers are live instead of T × M + T + 1. AVX2 has 16: T 4 × M 3 fits only this way (the
+// other order spilled a sum to the stack every step: store-to-load latency on its FMA chain, about
+// half the FMA rate). AVX-512's 32 hold either order; it keeps the weights-first one. Same sums, same bits.
+#define MICRO(ISA, TARGET, VEC, WIDTH, SETZERO, LOADX, FMA, REDUCE, T, M, SUFFIX, WTYPE, LOADW, TAIL, X_FIRST) \
     MICRO_SIGNATURE(micro_##ISA##_##SUFFIX##_##T##_##M, TARGET, WTYPE, float) {                        \
         MICRO_BEGIN(T, M, WTYPE, VEC, SETZERO)                                                         \
         for (; j + WIDTH <= kc; j += WIDTH) {                                                          \
             MICRO_PREFETCH(T, WIDTH)                                                                   \
-            VEC wv[T];                                                                                 \
-            for (int r = 0; r < T; r++) wv[r] = LOADW(wr[r] + j);                                      \
-            for (int i = 0; i < M; i++) {                                                              \
-                VEC xv = LOADX(x + (long)i * ldx + j);                                                 \
-                for (int r = 0; r < T; r++) acc[r][i] = FMA(wv[r], xv, acc[r][i]);                     \
+            if (X_FIRST) {                                                                             \
+                VEC xv[M];                                                                             \
+                for (int i = 0; i < M; i++) xv[i] = LOADX(x + (long)i * ldx + j);                      \
+                for (int r = 0; r < T; r++) {                                                          \
+                    VEC wv = LOADW(wr[r] + j);                                                         \
+                    for (int i = 0; i < M; i++) acc[r][i] = FMA(wv, xv[i], acc[r][i]);                 \
+                }                                                                                      \
+            } else {                                                                                   \
+                VEC wv[T];                                                                             \
+                for (int r = 0; r < T; r++) wv[r] = LOADW(wr[r] + j);                                  \
+                for (int i = 0; i < M; i++) {                                                          \
+                    VEC xv = LOADX(x + (long)i * ldx + j);                                             \
+                    for (int r = 0; r < T; r++) acc[r][i] = FMA(wv[r], xv, acc[r][i]);                 \
+                }                                                                                      \
             }                                                                                          \
         }                                                                                              \
         MICRO_END(T, M, float, REDUCE, TAIL)                                                           \
@@ -128,10 +141,10 @@ __attribute__((target("avx2,fma"))) static inline __m128 reduce4_256(__m256 a0, 
 
 #define MICRO512(M, SUFFIX, WTYPE, LOADW, TAIL, T)                                                   \
     MICRO(avx512, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, reduce4_512, \
-          T, M, SUFFIX, WTYPE, LOADW, TAIL)
+          T, M, SUFFIX, WTYPE, LOADW, TAIL, 0)
 #define MICRO256(M, SUFFIX, WTYPE, LOADW, TAIL, T)                                                   \
     MICRO(avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, reduce4_256, \
-          T, M, SUFFIX, WTYPE, LOADW, TAIL)
+          T, M, SUFFIX, WTYPE, LOADW, TAIL, 1)
 
 // AVX-512: 6 x rows × 4 weight rows = 24 accumulators + 4 weight registers of 32.
 #define MR512 6
