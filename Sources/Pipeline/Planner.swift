@@ -27,8 +27,8 @@ public struct ModelTimings: Codable, Sendable, Equatable {
     public var loadSeconds: Double
     /// The expert only (nil in calibrations saved before they were measured): seconds per token of a
     /// LoRA training forward + backward (dropout on) and of a validation forward, on a one-sequence
-    /// `decodeContext`-token run of the config's adapter; its activation memory per token; its LoRA
-    /// parameter count (a checkpoint writes them and both Adam moments).
+    /// `Planner.calibrationContext`-token run of the config's adapter; its activation memory per token;
+    /// its LoRA parameter count (a checkpoint writes them and both Adam moments).
     public var trainSecondsPerToken: Double?
     public var validationSecondsPerToken: Double?
     public var trainBytesPerToken: Int?
@@ -124,7 +124,7 @@ public struct PlanEstimate: Codable, Sendable, Equatable {
 
 /// `lightreasoner plan`: how long each stage of a run config takes on N nodes and how much memory it needs.
 public enum Planner {
-    /// Decode context of the calibration and the prompt of a GSM8K question in either template (tokens).
+    /// Prompt tokens of the calibration's prefill and training runs, and of a GSM8K question in either template.
     static let calibrationContext = 160
 
     /// Measures both models of the config on this machine (a few seconds: one and two layers of each,
@@ -201,8 +201,11 @@ public enum Planner {
         } / Double(context)
         var decode: [String: Double] = [:]
         let steps = 8
+        // Decode steps follow short prompts: prefilling batch × `context` tokens before every timed run
+        // took minutes at batch 64, and a step's attention over 160 tokens is ~1 % of its work (Coder-1.5B).
+        let decodePrompt = 16
         for batch in batches {
-            let prompts = (0..<batch).map { tokens(context, seed: $0) }
+            let prompts = (0..<batch).map { tokens(decodePrompt, seed: $0) }
             decode[String(batch)] = try extrapolate { d in
                 var stats = GenerationStats()
                 _ = try d.generateGreedy(prompts: prompts, maxNewTokens: steps, stopIDs: [], stats: &stats)
@@ -211,7 +214,7 @@ public enum Planner {
         }
         let weightBytes = full.residency == .f32 ? full.checkpoint.f32Bytes : full.checkpoint.store.totalFileBytes
         var timings = ModelTimings(model: directory.path, layers: layers, prefillSecondsPerToken: prefill, decodeStepSeconds: decode,
-                                   decodeContext: context, weightBytes: weightBytes,
+                                   decodeContext: decodePrompt, weightBytes: weightBytes,
                                    kvBytesPerToken: KVCache.bytes(config: full.config, slots: 1, capacity: 1), vocab: full.vocabSize,
                                    loadSeconds: loadSeconds)
         if let lora {
