@@ -7,8 +7,9 @@ struct Plan: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Estimate each stage's wall time and peak memory per node for a run config on N nodes.",
         discussion: """
-        The estimate comes from a quick calibration on this machine (a few seconds: the first one and two \
-        layers of each model of the config, real shapes and weights, timed and extrapolated to every layer) \
+        The estimate comes from a quick calibration on this machine (the first one and two layers of each \
+        model of the config, real shapes and weights, timed and extrapolated to every layer: seconds for \
+        small models, a minute or more for a 1.5B on 2 cores, the vocabulary's head dominating) \
         or from a saved one (--calibration, written by --save-calibration). Generated lengths are taken \
         from the run directory when an earlier run measured them, else the maximum is assumed (an upper \
         bound). `run` prints the same table before it starts. See docs/planner.md for how it compares \
