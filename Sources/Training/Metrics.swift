@@ -37,7 +37,8 @@ public final class MetricsLog {
         let url = directory.appendingPathComponent(Self.fileName)
         if let data = FileManager.default.contents(atPath: url.path), !data.isEmpty {
             let lines = data.split(separator: UInt8(ascii: "\n"))
-            let kept = lines.filter { line in (try? Self.decoder.decode(StepMetrics.self, from: Data(line))).map { $0.step <= step } ?? false }
+            let decoder = Self.decoder
+            let kept = lines.filter { line in (try? decoder.decode(StepMetrics.self, from: Data(line))).map { $0.step <= step } ?? false }
             if kept.count != lines.count || data.last != UInt8(ascii: "\n") {
                 var text = Data(kept.joined(separator: [UInt8(ascii: "\n")]))
                 if !kept.isEmpty { text.append(UInt8(ascii: "\n")) }
@@ -65,9 +66,11 @@ public final class MetricsLog {
     /// The steps of a training output folder, in file order; lines that do not decode (a torn tail) are skipped.
     public static func read(directory: URL) -> [StepMetrics] {
         guard let data = try? Data(contentsOf: directory.appendingPathComponent(fileName)) else { return [] }
+        let decoder = Self.decoder
         return data.split(separator: UInt8(ascii: "\n")).compactMap { try? decoder.decode(StepMetrics.self, from: Data($0)) }
     }
 
+    /// A new decoder that reads the non-finite values `append` writes.
     static var decoder: JSONDecoder {
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
