@@ -152,6 +152,7 @@ public struct RunPlan: Sendable {
         train.validationFraction = t.validationFraction
         train.keepCheckpoints = t.keepCheckpoints
         train.packing = t.packing
+        train.weights = m.weights
         train.threads = m.threads
         train.resume = newestCheckpoint()
         let trainKeys = Self.sampleKeys + Self.trainKeys

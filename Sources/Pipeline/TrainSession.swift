@@ -33,6 +33,8 @@ public struct TrainRequest: Sendable {
     /// A progress line every N steps.
     public var logEvery = 1
     public var strict = false
+    /// How the frozen BF16 weights are held (`train --weights`, `models.weights` in a run config).
+    public var weights = WeightResidency.auto
     /// BLAS threads asked for (nil: OPENBLAS_NUM_THREADS, else all cores, shared by the ranks of a node).
     public var threads: Int?
 
@@ -83,8 +85,8 @@ public final class TrainSession {
             Tensors.BLAS.threads = max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, local))
         }
         // Training's matmuls run over whole sequences (128-row chunks in the kernels): `auto` measures there.
-        let decoder = try Decoder(directory: r.model, strict: r.strict, rows: 128)
-        if rank == 0 { noteResidency("model", decoder, requested: .auto) }
+        let decoder = try Decoder(directory: r.model, strict: r.strict, residency: r.weights, rows: 128)
+        if rank == 0 { noteResidency("model", decoder, requested: r.weights) }
         decoder.checkpoint.warnings.forEach { logger.warning("\($0)") }
         let tokenizer = try Tokenizer(directory: r.model)
         let vb = tokenizer.baseVocabSize

@@ -13,7 +13,7 @@ struct Inspect: ParsableCommand, LoggedCommand {
     @Option(help: "Hugging Face model directory (config.json + *.safetensors).")
     var model: String
 
-    @OptionGroup var load: ModelLoadOptions
+    @OptionGroup var load: StrictOption
 
     @Flag(help: "Also list every tensor with dtype and shape.")
     var tensors = false

@@ -45,10 +45,16 @@ struct LightReasoner: ParsableCommand {
     }
 }
 
-/// Options every command that loads a model shares.
-struct ModelLoadOptions: ParsableArguments {
+/// `--strict`, for every command that reads a checkpoint.
+struct StrictOption: ParsableArguments {
     @Flag(help: "Treat tensors the model does not use (rotary inv_freq, a tied lm_head copy) as errors.")
     var strict = false
+}
+
+/// Options every command that computes with a model shares.
+struct ModelLoadOptions: ParsableArguments {
+    @OptionGroup var strictOption: StrictOption
+    var strict: Bool { strictOption.strict }
 
     @Option(help: "BF16/F16 weights: 'stored' (used as stored, least memory), 'f32' (widened once at load: twice the memory), 'auto' (measured at load: f32 only if the copy takes ≤ 40% of RAM and layer 0's gate_proj at the command's batch size runs ≥ 10% faster over it).")
     var weights: WeightResidency = .auto

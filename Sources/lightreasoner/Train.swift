@@ -200,6 +200,7 @@ struct Train: ParsableCommand, LoggedCommand {
         r.packing = packing
         r.logEvery = logEvery
         r.strict = load.strict
+        r.weights = load.weights
         r.threads = load.threads
         return r
     }

@@ -62,6 +62,16 @@ final class StagePlanTests: XCTestCase {
         XCTAssertEqual(compare?.path, "/nonexistent/run/eval-base")
     }
 
+    /// models.weights and models.threads reach every stage that loads a model (train ignored them once).
+    func testModelLoadingKeysReachEveryModelStage() throws {
+        let stages = try plan(["models.weights=stored", "models.threads=1"]).stages
+        guard case let .sample(sample) = stages[0].work, case let .train(train) = stages[1].work,
+              case let .eval(base, _) = stages[3].work, case let .eval(tuned, _) = stages[4].work
+        else { return XCTFail("unexpected stage kinds") }
+        XCTAssertEqual([sample.weights, train.weights, base.weights, tuned.weights], [.stored, .stored, .stored, .stored])
+        XCTAssertEqual([sample.threads, train.threads, base.threads, tuned.threads], [1, 1, 1, 1])
+    }
+
     func testRequiredKeysCannotBeSetToNull() {
         for key in ["models.expert", "models.amateur", "sample.data", "name"] {
             XCTAssertThrowsError(try plan(["\(key)=null"]), key) { error in
