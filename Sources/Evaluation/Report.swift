@@ -204,6 +204,18 @@ public enum RunComparison {
         return rows
     }
 
+    /// Settings that change what an item's answer is, where two runs differ ("key: A vs B"): a paired
+    /// comparison across them measures the settings as much as the models. Batch size and limit do not.
+    public static func settingDifferences(_ a: RunSummary, _ b: RunSummary) -> [String] {
+        var differences: [String] = []
+        if a.promptType != b.promptType { differences.append("prompt_type: \(a.promptType) vs \(b.promptType)") }
+        if a.maxNewTokens != b.maxNewTokens { differences.append("max_new_tokens: \(a.maxNewTokens) vs \(b.maxNewTokens)") }
+        if a.includePercentage != b.includePercentage {
+            differences.append("include_percentage: \(a.includePercentage) vs \(b.includePercentage)")
+        }
+        return differences
+    }
+
     /// Items matched by id (the first occurrence of an id counts), in A's order.
     public static func compare(dataset: String, _ itemsA: [ItemResult], _ itemsB: [ItemResult]) -> DatasetComparison {
         var byID: [String: Bool] = [:]

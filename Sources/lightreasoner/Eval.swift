@@ -127,6 +127,9 @@ struct Eval: ParsableCommand, LoggedCommand {
 
     private func printComparison(_ a: URL, _ b: URL) throws {
         let rows = try RunComparison.compare(a, b)
+        for difference in RunComparison.settingDifferences(try EvalOutput.readSummary(a), try EvalOutput.readSummary(b)) {
+            logger.warning("the two evaluations differ in \(difference): the paired difference measures that too")
+        }
         var labelA = a.standardizedFileURL.lastPathComponent, labelB = b.standardizedFileURL.lastPathComponent
         if labelA == labelB || labelA.isEmpty || labelB.isEmpty { (labelA, labelB) = ("A", "B") }
         if rows.isEmpty { printError("no dataset is in both \(a.path) and \(b.path)") }

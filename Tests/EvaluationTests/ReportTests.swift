@@ -89,6 +89,22 @@ struct ReportTests {
         #expect(comparison.contains("math: 2 item(s) only in base, 0 only in tuned (left out)"))
     }
 
+    /// Settings that change answers are named; batch size, limit and model are not differences of settings.
+    @Test func settingsThatChangeAnswersAreNamed() {
+        let a = RunSummary(model: "base", adapter: nil, promptType: "qwen25-math-cot", maxNewTokens: 512, batchSize: 64, limit: nil,
+                           includePercentage: true, created: "t", datasets: [])
+        var b = a
+        b.model = "merged"
+        b.batchSize = 1
+        b.limit = 10
+        #expect(RunComparison.settingDifferences(a, b).isEmpty)
+        b.promptType = "chat"
+        b.maxNewTokens = 256
+        b.includePercentage = false
+        #expect(RunComparison.settingDifferences(a, b) == ["prompt_type: qwen25-math-cot vs chat", "max_new_tokens: 512 vs 256",
+                                                           "include_percentage: true vs false"])
+    }
+
     @Test func outputFolderRoundTrip() throws {
         let a = try makeTemporaryDirectory("eval-run-a"), b = try makeTemporaryDirectory("eval-run-b")
         defer { try? FileManager.default.removeItem(at: a); try? FileManager.default.removeItem(at: b) }
