@@ -63,6 +63,13 @@ public struct SampleIdentity: OutputIdentity, Equatable, Sendable {
         return try contents(of: url).settings
     }
 
+    /// The expert a `sample` folder was made with; nil without settings.json or for an earlier version's.
+    public static func recordedExpert(in directory: URL) throws -> ModelFingerprint? {
+        let url = directory.appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        return try contents(of: url).identity?.expert
+    }
+
     /// A settings.json: the identity this type writes, or an earlier version's settings alone.
     private static func contents(of url: URL) throws -> (identity: SampleIdentity?, settings: SamplingSettings) {
         let data: Data

@@ -43,6 +43,38 @@ public enum SampleSources {
         return first.prompt
     }
 
+    /// Files that decide which token an id is and how the prompt is rendered.
+    static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "added_tokens.json",
+                                 "special_tokens_map.json", "chat_template.jinja", "chat_template.json"]
+
+    /// Samples are the labels of the expert that made them (settings.json, manifest.json; plain files
+    /// record none). Training a model with another tokenizer or chat template on them is refused: their
+    /// ids would name other tokens. The same tokenizer with other weights (a fine-tuned variant, say)
+    /// trains, with a warning.
+    public static func checkExpert(of paths: [String], against model: ModelFingerprint, modelPath: String) throws {
+        var tokenizerDifferences: [String] = []
+        for path in paths {
+            let directory = URL(fileURLWithPath: path)
+            let recorded: ModelFingerprint?
+            if FileManager.default.fileExists(atPath: directory.appendingPathComponent(RunStore.manifestFileName).path) {
+                recorded = try RunStore.Manifest.read(from: directory).expert
+            } else {
+                recorded = try SampleIdentity.recordedExpert(in: directory)
+            }
+            guard let recorded, recorded.digest != model.digest else { continue }
+            let files = tokenizerFiles.filter { recorded.files[$0] != model.files[$0] }
+            if files.isEmpty {
+                logger.warning("\(path) was sampled by another expert (fingerprint \(recorded.digest.prefix(12))) than \(modelPath) (\(model.digest.prefix(12))), with the same tokenizer; training it on another model's contrasts")
+            } else {
+                tokenizerDifferences.append("\(path): sampled by expert \(recorded.digest.prefix(12)); \(files.joined(separator: ", ")) differ from \(modelPath)'s")
+            }
+        }
+        guard tokenizerDifferences.isEmpty else {
+            throw PipelineError.refused(output: "--samples", differences: tokenizerDifferences,
+                                        hint: "train the expert the samples were made with (settings.json or manifest.json records its fingerprint), or sample again with this model")
+        }
+    }
+
     /// The shard files of a finished coordinator run, in question order, each verified.
     public static func shards(of directory: URL) throws -> [URL] {
         try verified(RunStore.Manifest.read(from: directory).shards, in: directory)

@@ -111,7 +111,9 @@ public final class TrainSession {
             + (report.droppedLabelIDs > 0 ? " | dropped \(report.droppedLabelIDs) label ids ≥ \(vb)" : "")
             + (report.emptyLabels > 0 ? " | \(report.emptyLabels) empty labels" : ""))
 
-        let provenance = try Self.provenance(model: r.model, sampleFiles: files, data: dataOptions, validationFraction: r.validationFraction)
+        let fingerprint = try ModelFingerprint.of(directory: r.model)
+        try SampleSources.checkExpert(of: paths, against: fingerprint, modelPath: r.model.path)
+        let provenance = try Self.provenance(model: fingerprint, sampleFiles: files, data: dataOptions, validationFraction: r.validationFraction)
         if let resume = r.resume { try Self.refuseOtherProvenance(of: resume, current: provenance) }
 
         let adapter = try makeAdapter(model: decoder.config)
@@ -239,7 +241,7 @@ public final class TrainSession {
 
     /// What a checkpoint records about its inputs: the base model's fingerprint, the sample files'
     /// SHA-256 (in order), the data options and the validation split.
-    static func provenance(model: URL, sampleFiles: [URL], data: DataOptions, validationFraction: Double) throws -> [String: String] {
+    static func provenance(model: ModelFingerprint, sampleFiles: [URL], data: DataOptions, validationFraction: Double) throws -> [String: String] {
         var samples = SHA256()
         for file in sampleFiles {
             do { samples.update(try SHA256.ofFile(at: file).hex + "\n") } catch {
@@ -247,7 +249,7 @@ public final class TrainSession {
             }
         }
         return [
-            "base model": try ModelFingerprint.of(directory: model).digest,
+            "base model": model.digest,
             "samples": "\(sampleFiles.count) file(s), sha256 \(samples.hexDigest())",
             "data options: max length": "\(data.maxLength)",
             "data options: truncation": data.truncation.rawValue,

@@ -26,7 +26,8 @@ import TestSupport
             shards.append(RunStore.ShardSummary(file: name, shard: shard, firstQuestion: shard * half, questions: part.count,
                                                 records: part.count, bytes: data.count, sha256: hasher.hexDigest()))
         }
-        let fingerprint = ModelFingerprint(digest: "0", files: [:])
+        // The expert the tests train, as a coordinator running it would record it.
+        let fingerprint = try ModelFingerprint.of(directory: Repo.model("tiny-expert"))
         let manifest = RunStore.Manifest(runID: "test", protocolVersion: 1, questions: lines.count, records: lines.count,
                                          questionsSHA256: "0", shardSize: half, settings: SamplingSettings(), settingsSHA256: "0",
                                          expert: fingerprint, amateur: fingerprint, shards: shards, nodes: [:])

@@ -55,4 +55,25 @@ import TestSupport
         #expect(try SampleSources.recordedSystemPrompt([Repo.reference("training/samples.jsonl").path]) == nil)
         #expect(throws: PipelineError.self) { try SampleSources.recordedSystemPrompt(paths) }
     }
+
+    /// Samples train the expert that made them: another tokenizer or chat template is refused (the ids
+    /// would name other tokens); the same tokenizer with other weights is accepted.
+    @Test func samplesOfAnotherTokenizerAreRefusedForTraining() throws {
+        let root = try makeTemporaryDirectory("lr-sample-expert")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let expert = try ModelFingerprint.of(directory: Repo.model("tiny-expert"))
+        try SampleIdentity(settings: SamplingSettings(), expert: expert, amateur: expert, dataSHA256: "0").checkOrWrite(in: root)
+        try SampleSources.checkExpert(of: [root.path], against: expert, modelPath: "tiny-expert")
+        // tiny-llama has the same tokenizer files, other weights.
+        try SampleSources.checkExpert(of: [root.path], against: try ModelFingerprint.of(directory: Repo.model("tiny-llama")), modelPath: "tiny-llama")
+        // tiny-amateur's tokenizer_config.json and chat template differ.
+        do {
+            try SampleSources.checkExpert(of: [root.path], against: try ModelFingerprint.of(directory: Repo.model("tiny-amateur")), modelPath: "tiny-amateur")
+            Issue.record("samples of another tokenizer were accepted")
+        } catch let error as PipelineError {
+            #expect("\(error)".contains("tokenizer_config.json") && "\(error)".contains("chat_template.jinja"), "\(error)")
+        }
+        // Plain files record no expert: nothing to check.
+        try SampleSources.checkExpert(of: [Repo.reference("training/samples.jsonl").path], against: expert, modelPath: "tiny-expert")
+    }
 }
