@@ -77,7 +77,7 @@ public struct StagePlan: Sendable {
             let partial = out.deletingLastPathComponent().appendingPathComponent(out.lastPathComponent + ".partial")
             try? fm.removeItem(at: partial)
             let start = Date()
-            let report = try AdapterMerge.merge(model: model, adapter: adapter, out: partial)
+            let report = try MergeSession.run(model: model, adapter: adapter, out: partial)
             try fm.moveItem(at: partial, to: out)
             note(String(format: "merged %d projections, copied %d tensors in %.2fs", report.mergedTensors, report.copiedTensors,
                                Date().timeIntervalSince(start)))

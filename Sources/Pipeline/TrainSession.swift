@@ -56,6 +56,16 @@ public struct TrainConfigRecord: Codable, Sendable {
     public var dataset: DatasetReport
     public var initAdapter: String?
     public var resume: String?
+    /// The base model's fingerprint (`ModelFingerprint.digest`): `merge` refuses another base. Absent
+    /// in files of earlier versions.
+    public var modelFingerprint: String?
+
+    /// The record in a `train --out` folder; nil when there is none or it does not decode (an earlier
+    /// version's, or a PEFT folder from elsewhere).
+    public static func read(in directory: URL) -> TrainConfigRecord? {
+        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(fileName).path) else { return nil }
+        return try? JSONDecoder().decode(TrainConfigRecord.self, from: data)
+    }
 }
 
 /// One `train` invocation: loads the model and samples, reconciles the adapter with --init-adapter or
@@ -142,7 +152,8 @@ public final class TrainSession {
         }
         if rank == 0 {
             try writeJSON(TrainConfigRecord(model: r.model.path, samples: paths, options: options, lora: adapter.config, data: dataOptions,
-                                            dataset: report, initAdapter: r.initAdapter?.path, resume: r.resume?.path),
+                                            dataset: report, initAdapter: r.initAdapter?.path, resume: r.resume?.path,
+                                            modelFingerprint: fingerprint.digest),
                           to: r.out.appendingPathComponent(TrainConfigRecord.fileName))
         }
         let lora = adapter.config

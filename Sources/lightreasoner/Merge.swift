@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Pipeline
 import Training
 
 struct Merge: ParsableCommand, LoggedCommand {
@@ -19,7 +20,7 @@ struct Merge: ParsableCommand, LoggedCommand {
 
     func run() throws {
         let start = Date()
-        let report = try AdapterMerge.merge(model: userURL(model), adapter: userURL(adapter), out: userURL(out))
+        let report = try MergeSession.run(model: userURL(model), adapter: userURL(adapter), out: userURL(out))
         printError(String(format: "merged %d projections, copied %d tensors in %.2fs", report.mergedTensors, report.copiedTensors,
                           Date().timeIntervalSince(start)))
         for file in report.files { print(file) }

@@ -36,6 +36,13 @@ import TestSupport
         let merge = try runChild(binary, ["merge", "--model", Repo.model("tiny-expert").path, "--adapter", train.path, "--out", merged.path],
                                  timeout: 60)
         #expect(merge.status == 0, "\(merge.stderr)")
+        // Into another base of the same shapes (the expert's BF16 copy: other weights) is refused, naming both.
+        let elsewhere = root.appendingPathComponent("merged-elsewhere")
+        let other = try runChild(binary, ["merge", "--model", Repo.model("tiny-expert-bf16").path, "--adapter", train.path,
+                                          "--out", elsewhere.path], timeout: 60)
+        #expect(other.status == 65 && other.stderr.contains("was trained on \(Repo.model("tiny-expert").path)")
+                && other.stderr.contains("tiny-expert-bf16") && other.stderr.contains("hint:"), "\(other.status): \(other.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: elsewhere.path))
 
         let evaluation = try runChild(binary, ["eval", "--model", merged.path, "--data", "gsm8k", "--data-dir", Repo.path("data").path,
                                                "--limit", "2", "--max-new-tokens", "32", "--out", eval.path], timeout: 120)
