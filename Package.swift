@@ -77,6 +77,6 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "RunTests", dependencies: ["RunConfig", "Pipeline", "TestSupport"]),
         .testTarget(name: "RealModelTests", dependencies: ["Models", "Contrast", "Evaluation", "TestSupport"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Digest", "Cluster", "Contrast", "Evaluation", "Training", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Digest", "Cluster", "Contrast", "Evaluation", "RunConfig", "Training", "TestSupport"]),
     ]
 )

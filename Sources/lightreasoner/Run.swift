@@ -19,6 +19,8 @@ struct Run: ParsableCommand, LoggedCommand {
         - samples/, train/, merged/, eval-base/, eval-tuned/: each stage's outputs (the stage commands' layouts)
         - logs/<stage>.log: each stage's output; logs/run.log the stage timings
         - run.json: per stage: ran or skipped, seconds, peak memory, threads; accuracies before and after
+        - plan-calibration.json: the planner's timings of this machine, reused by reruns while the machine, \
+        threads, models, batch sizes and LoRA shape are the same (delete it to measure again)
 
         The stages run in this process, one after the other. A stage whose output is complete is skipped, \
         so rerunning the same command after a crash continues: sampling skips finished questions, training \
@@ -50,10 +52,13 @@ struct Run: ParsableCommand, LoggedCommand {
         let previous = try plan.previousConfig()
         printError("lightreasoner run \(config) → \(runURL.path)")
         printError(pipeline.table())
-        // The planner's estimate for this machine (a few seconds of calibration; `lightreasoner plan` for N nodes).
+        // The planner's estimate for this machine (`lightreasoner plan` for N nodes); a rerun reuses the
+        // calibration the first run saved, which takes minutes on real models.
         do {
-            let estimate = Planner.estimate(pipeline, calibration: try Planner.calibrate(pipeline, threads: pipeline.models.threads), nodes: 1)
-            printError("plan (estimated on this machine, 1 node):\n" + estimate.table())
+            let (calibration, reused) = try SavedCalibration.calibration(for: pipeline, in: runURL, save: !dryRun)
+            let estimate = Planner.estimate(pipeline, calibration: calibration, nodes: 1)
+            let origin = reused ? "; calibration of \(calibration.created) reused: delete \(runURL.appendingPathComponent(SavedCalibration.fileName).path) to measure again" : ""
+            printError("plan (estimated on this machine, 1 node\(origin)):\n" + estimate.table())
         } catch {
             printError("plan: no estimate (\(error))")
         }
