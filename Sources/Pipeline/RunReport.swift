@@ -50,6 +50,12 @@ public enum RunReport {
                    "![KL histogram](kl.svg)", ""]
         }
 
+        // What the labels are, from the step data (sampling finished, with step data stored).
+        if let settings = run.samplingSettings(), let source = try? RelabelSource.read(run.samples),
+           let labels = try? LabelStatistics(traces: source.traces, alpha: settings.alpha, beta: settings.beta), let text = labels.summary {
+            md += ["## Labels (α \(settings.alpha), β \(settings.beta))", "", text, ""]
+        }
+
         md += try evaluation(run, save: save)
 
         if let last = run.history()?.invocations.last {
