@@ -51,7 +51,8 @@ public struct RunHistory: Codable, Equatable, Sendable {
 
     public struct Stage: Codable, Equatable, Sendable {
         public var stage: String
-        /// "ran", "skipped" or "failed".
+        /// "ran", "skipped", "failed", "stopped" (a signal, with a checkpoint) or "running" (the invocation
+        /// ended without recording the stage's end: killed).
         public var status: String
         public var reason: String?
         public var seconds: Double?
@@ -114,7 +115,22 @@ public struct RunHistory: Codable, Equatable, Sendable {
 
     /// Adds `invocation` to the directory's run.json (starting one if absent).
     public static func append(_ invocation: Invocation, in directory: URL) throws {
+        try record(invocation, in: directory, replacingLast: false)
+    }
+
+    /// Writes `invocation` as the newest entry: replaces the last one when it is the same invocation
+    /// (same start, config and overrides), so a run updates its entry after every stage and a killed run
+    /// leaves the stages it finished (and the one it was in, as "running").
+    public static func update(_ invocation: Invocation, in directory: URL) throws {
+        try record(invocation, in: directory, replacingLast: true)
+    }
+
+    static func record(_ invocation: Invocation, in directory: URL, replacingLast: Bool) throws {
         var history = read(from: directory) ?? RunHistory()
+        if replacingLast, let last = history.invocations.last, last.started == invocation.started, last.config == invocation.config,
+           last.overrides == invocation.overrides {
+            history.invocations.removeLast()
+        }
         history.invocations.append(invocation)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

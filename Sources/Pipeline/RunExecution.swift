@@ -136,8 +136,11 @@ public struct RunExecution {
         let runLog = dryRun ? nil : try LogFile(logs.appendingPathComponent("run.log"))
         runLog?.write("== \(started) lightreasoner run \(configPath) \(overrides.map { "--set \($0)" }.joined(separator: " "))")
         notes.forEach { runLog?.write($0) }
-        func appendHistory() throws {
-            try RunHistory.append(.init(started: started, config: configPath, overrides: overrides, stages: record,
+        // run.json is rewritten after every stage (and names the stage in progress), so a killed run keeps its record.
+        func appendHistory(running: String? = nil) throws {
+            guard !dryRun else { return }
+            try RunHistory.update(.init(started: started, config: configPath, overrides: overrides,
+                                        stages: record + (running.map { [.init(stage: $0, status: "running")] } ?? []),
                                         seconds: Date().timeIntervalSince(total),
                                         accuracyBefore: plan.run.accuracies("eval-base"), accuracyAfter: plan.run.accuracies("eval-tuned")),
                                   in: runURL)
@@ -147,6 +150,7 @@ public struct RunExecution {
             guard let stage = plan.stages.first(where: { $0.name == name }) else { continue }
             let start = Date()
             let outcome: StagePlan.Outcome
+            if !dryRun, stage.complete(in: plan.run) == nil { try appendHistory(running: name) }
             do {
                 outcome = try stage.execute(in: plan.run, logs: logs, dryRun: dryRun, scope: scope, event: event)
             } catch {
@@ -161,11 +165,13 @@ public struct RunExecution {
             case let .skipped(reason):
                 runLog?.write("stage \(name): skipped (\(reason))")
                 record.append(.init(stage: name, status: "skipped", reason: reason))
+                try appendHistory()
             case let .ran(seconds, peak, threads):
                 runLog?.write(String(format: "stage %@: done in %.1fs", name, seconds)
                               + (peak.map { String(format: ", peak RSS %.2f GiB", Double($0) / 1_073_741_824) } ?? "")
                               + ", \(threads) thread(s)")
                 record.append(.init(stage: name, status: "ran", seconds: seconds, peakResidentBytes: peak, threads: threads))
+                try appendHistory()
             case let .stopped(seconds, peak, threads, signal):
                 record.append(.init(stage: name, status: "stopped", reason: signal.map { "signal \($0)" }, seconds: seconds,
                                     peakResidentBytes: peak, threads: threads))

@@ -58,11 +58,16 @@ public enum RunReport {
 
         md += try evaluation(run, save: save)
 
-        if let last = run.history()?.invocations.last {
-            md += ["## Stages (last `lightreasoner run`)", "", "| stage | status | wall time | peak RSS | threads |", "|---|---|---:|---:|---:|"]
+        if let history = run.history(), let last = history.invocations.last {
+            // A long run is many invocations (each resume one): a stage's cost is the sum over those that worked on it.
+            md += ["## Stages (\(history.invocations.count) `lightreasoner run` invocation(s); time summed over those that worked on a stage)", "",
+                   "| stage | status | invocations | wall time | peak RSS | threads |", "|---|---|---:|---:|---:|---:|"]
             for s in last.stages {
-                let rss = s.peakResidentBytes.map { String(format: "%.2f GiB", Double($0) / 1_073_741_824) } ?? "–"
-                md.append("| \(s.stage) | \(s.status) | \(s.seconds.map(PlanEstimate.duration) ?? "–") | \(rss) | \(s.threads.map(String.init) ?? "–") |")
+                let worked = history.invocations.compactMap { $0.stages.first { $0.stage == s.stage && $0.status != "skipped" } }
+                let seconds = worked.compactMap(\.seconds), peaks = worked.compactMap(\.peakResidentBytes)
+                let rss = peaks.max().map { String(format: "%.2f GiB", Double($0) / 1_073_741_824) } ?? "–"
+                md.append("| \(s.stage) | \(s.status) | \(worked.count) | \(seconds.isEmpty ? "–" : PlanEstimate.duration(seconds.reduce(0, +))) | \(rss) | "
+                    + "\(worked.last?.threads.map(String.init) ?? "–") |")
             }
             md.append("")
         }

@@ -1,6 +1,7 @@
 import Evaluation
 import Foundation
 import Pipeline
+import RunConfig
 import Testing
 import TestSupport
 
@@ -37,9 +38,13 @@ import TestSupport
                 + "\"tokens\":300,\"samples_per_s\":1,\"eta_s\":0" + (validation.map { ",\"val_loss\":\($0)" } ?? "") + "}\n"
         }.joined()
         try metrics.write(to: run.path("train/metrics.jsonl"), atomically: true, encoding: .utf8)
-        try RunHistory.append(.init(started: "t", config: "c.yaml", overrides: [], stages: [
-            .init(stage: "train", status: "ran", seconds: 5400, peakResidentBytes: 3 << 30, threads: 2),
-            .init(stage: "eval-base", status: "skipped")], seconds: 5400, accuracyBefore: nil, accuracyAfter: nil), in: directory)
+        // Two invocations: training stopped after 1 h (4 GiB), then resumed and finished in 0.5 h (3 GiB).
+        try RunHistory.append(.init(started: "t0", config: "c.yaml", overrides: [], stages: [
+            .init(stage: "train", status: "stopped", seconds: 3600, peakResidentBytes: 4 << 30, threads: 2),
+            .init(stage: "eval-base", status: "skipped")], seconds: 3600, accuracyBefore: nil, accuracyAfter: nil), in: directory)
+        try RunHistory.append(.init(started: "t1", config: "c.yaml", overrides: [], stages: [
+            .init(stage: "train", status: "ran", seconds: 1800, peakResidentBytes: 3 << 30, threads: 2),
+            .init(stage: "eval-base", status: "skipped")], seconds: 1800, accuracyBefore: nil, accuracyAfter: nil), in: directory)
 
         let written = try RunReport.write(run, to: run.path("report"))
         #expect(written.map(\.lastPathComponent) == ["loss.svg", "grad-norm.svg", "accuracy.svg", "report.md"])
@@ -50,7 +55,8 @@ import TestSupport
         // 0.5 h + 1 h of steps; the validation loss with its step.
         #expect(markdown.contains("2 steps; loss 0.5 → 0.25") && markdown.contains("validation loss 0.3 (step 2)")
                 && markdown.contains("1.50 h in steps"), "\(markdown)")
-        #expect(markdown.contains("| train | ran | 1.5 h | 3.00 GiB | 2 |") && markdown.contains("| eval-base | skipped | – | – | – |"), "\(markdown)")
+        #expect(markdown.contains("2 `lightreasoner run` invocation(s)") && markdown.contains("| train | ran | 2 | 1.5 h | 4.00 GiB | 2 |")
+                && markdown.contains("| eval-base | skipped | 0 | – | – | – |"), "\(markdown)")
         #expect(!markdown.contains("Not comparable"))
 
         // Evaluations made with other prompts are reported as such.
@@ -58,5 +64,42 @@ import TestSupport
         _ = try RunReport.write(run, to: run.path("report"))
         let other = try String(contentsOf: run.path("report/report.md"), encoding: .utf8)
         #expect(other.contains("**Not comparable as run:** prompt_type: qwen25-math-cot vs chat."), "\(other)")
+    }
+}
+
+/// run.json is rewritten as a run goes: a run killed inside a stage leaves the stages it finished and
+/// the one it was in ("running"), not nothing.
+@Suite struct RunHistoryProgressTests {
+    struct Crash: Error {}
+
+    @Test func theStageInProgressIsRecordedBeforeItRuns() throws {
+        let directory = try makeTemporaryDirectory("lr-run-history")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = try PipelineConfig.load(file: Repo.path("configs/tiny.yaml"), overrides: [
+            "models.expert=\(Repo.model("tiny-expert").path)", "models.amateur=\(Repo.model("tiny-amateur").path)",
+            "sample.data=\(Repo.gsm8kFirst20.path)", "sample.max_questions=1"])
+        let plan = RunPlan(config: config, directory: directory)
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("logs"), withIntermediateDirectories: true)  // as `run` does
+        var seen: [RunHistory.Stage] = []
+        // The scope wraps the stage's work: read run.json where a crash would strike, then fail the stage.
+        let execution = RunExecution(plan: plan, configPath: "tiny.yaml", overrides: [], notes: [])
+        #expect(throws: Crash.self) {
+            _ = try execution.execute(dryRun: false, scope: { _, _ in
+                seen = RunHistory.read(from: directory)?.invocations.last?.stages ?? []
+                throw Crash()
+            }, event: { _ in })
+        }
+        #expect(seen.map(\.stage) == ["sample"] && seen.map(\.status) == ["running"], "\(seen)")
+        let after = try #require(RunHistory.read(from: directory))
+        #expect(after.invocations.count == 1 && after.invocations[0].stages.map(\.status) == ["failed"])
+
+        // The same invocation updates its entry; another one appends.
+        var entry = after.invocations[0]
+        entry.stages.append(.init(stage: "train", status: "running"))
+        try RunHistory.update(entry, in: directory)
+        #expect(RunHistory.read(from: directory)?.invocations.map(\.stages.count) == [2])
+        entry.started = "later"
+        try RunHistory.update(entry, in: directory)
+        #expect(RunHistory.read(from: directory)?.invocations.count == 2)
     }
 }
