@@ -4,6 +4,7 @@
 # complete things (a checkpoint with DONE, eval items up to the last whole line).
 #
 #   bash docs/real-run/coder-1.5b/snapshot.sh [RUN_DIR]        # prints what it wrote; commit them
+#   OUT=/tmp/x bash docs/real-run/coder-1.5b/snapshot.sh RUN   # write the archives elsewhere
 #
 # - training unfinished: the newest complete checkpoint + train_config.json + metrics.jsonl up to its
 #   step + logs/train.log → train-state.tar.gz
@@ -15,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 run=${1:-runs/coder-1.5b}
-here=docs/real-run/coder-1.5b
+here=${OUT:-docs/real-run/coder-1.5b}
+mkdir -p "$here"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/train" "$tmp/logs"
