@@ -100,9 +100,9 @@ public final class TrainSession {
         decoder.checkpoint.warnings.forEach { logger.warning("\($0)") }
         let tokenizer = try Tokenizer(directory: r.model)
         let vb = tokenizer.baseVocabSize
-        guard vb <= decoder.config.vocabSize else {
-            throw PipelineError.inconsistent("\(r.model.path): the tokenizer's base vocabulary (\(vb)) exceeds the model's \(decoder.config.vocabSize) embedding rows",
-                                             hint: "the tokenizer files belong to another model; use the model's own tokenizer.json")
+        guard vb > 0, vb <= decoder.config.vocabSize else {
+            throw PipelineError.inconsistent("\(r.model.path): the tokenizer's base vocabulary (\(vb) ordinary tokens) does not fit the model's \(decoder.config.vocabSize) embedding rows",
+                                             hint: "the tokenizer files belong to another model or are empty; use the model's own tokenizer.json")
         }
 
         // Data.
