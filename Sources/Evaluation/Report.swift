@@ -43,6 +43,48 @@ public struct PairedDifference: Sendable, Equatable {
     /// Items A got right and B wrong, and the reverse (the discordant pairs).
     public var onlyA: Int
     public var onlyB: Int
+
+    /// Exact two-sided McNemar (sign) test on the discordant pairs: under "no difference" each of the
+    /// `onlyA + onlyB` is B's with probability ½, so p = min(1, 2 · P(X ≤ min(onlyA, onlyB))), X ~ Bin(n, ½).
+    /// 1 when there are no discordant pairs.
+    public var exactP: Double {
+        let n = onlyA + onlyB, low = min(onlyA, onlyB)
+        guard n > 0 else { return 1 }
+        // Terms in log space (n reaches thousands): log C(n, i) − n log 2, C(n, i+1) = C(n, i) · (n − i) / (i + 1).
+        var logTerm = -Double(n) * log(2.0), tail = 0.0
+        for i in 0...low {
+            tail += exp(logTerm)
+            logTerm += log(Double(n - i)) - log(Double(i + 1))
+        }
+        return min(1, 2 * tail)
+    }
+}
+
+/// What changed in the outputs of the paired items, beyond right and wrong: how often the completion is
+/// the same text, how long it is, how often it ran out of tokens or gave no answer. Evidence for why a
+/// tuned model's accuracy moved (or did not).
+public struct PairedOutputs: Sendable, Equatable {
+    public var count = 0
+    /// Items whose two predictions are the same text.
+    public var identical = 0
+    public var tokensA = 0, tokensB = 0
+    /// Items that hit the token budget without a stop token.
+    public var truncatedA = 0, truncatedB = 0
+    /// Items where no answer was found (extraction method "none").
+    public var unansweredA = 0, unansweredB = 0
+
+    public init() {}
+
+    mutating func add(_ a: ItemResult, _ b: ItemResult) {
+        count += 1
+        if a.prediction == b.prediction { identical += 1 }
+        tokensA += a.generatedTokens
+        tokensB += b.generatedTokens
+        if !a.stopped { truncatedA += 1 }
+        if !b.stopped { truncatedB += 1 }
+        if a.method == "none" { unansweredA += 1 }
+        if b.method == "none" { unansweredB += 1 }
+    }
 }
 
 // MARK: - Summaries (summary.json)
@@ -188,6 +230,7 @@ public struct DatasetComparison: Sendable, Equatable {
     /// Items present in only one of the runs (not in the paired statistics).
     public var unpairedA: Int
     public var unpairedB: Int
+    public var outputs = PairedOutputs()
 }
 
 public enum RunComparison {
@@ -218,20 +261,22 @@ public enum RunComparison {
 
     /// Items matched by id (the first occurrence of an id counts), in A's order.
     public static func compare(dataset: String, _ itemsA: [ItemResult], _ itemsB: [ItemResult]) -> DatasetComparison {
-        var byID: [String: Bool] = [:]
-        for item in itemsB where byID[item.id] == nil { byID[item.id] = item.correct }
+        var byID: [String: ItemResult] = [:]
+        for item in itemsB where byID[item.id] == nil { byID[item.id] = item }
         var seen = Set<String>()
         var a: [Bool] = [], b: [Bool] = []
+        var outputs = PairedOutputs()
         for item in itemsA where !seen.contains(item.id) {
             seen.insert(item.id)
             if let other = byID[item.id] {
                 a.append(item.correct)
-                b.append(other)
+                b.append(other.correct)
+                outputs.add(item, other)
             }
         }
         let idsB = Set(itemsB.map(\.id))
         return DatasetComparison(dataset: dataset, paired: EvalStatistics.paired(a, b),
-                                 unpairedA: seen.subtracting(idsB).count, unpairedB: idsB.subtracting(seen).count)
+                                 unpairedA: seen.subtracting(idsB).count, unpairedB: idsB.subtracting(seen).count, outputs: outputs)
     }
 }
 
@@ -240,6 +285,21 @@ public enum RunComparison {
 public enum EvalTables {
     static func percent(_ x: Double) -> String { x.isFinite ? String(format: "%.1f", 100 * x) : "n/a" }
     static func signedPercent(_ x: Double) -> String { x.isFinite ? String(format: "%+.1f", 100 * x) : "n/a" }
+    static func pValue(_ p: Double) -> String { p < 1e-4 ? "< 0.0001" : String(format: "%.4f", p) }
+
+    /// How the paired outputs changed: identical completions, mean generated tokens, truncated and
+    /// unanswered items, A → B.
+    public static func outputChanges(_ rows: [DatasetComparison], labelA: String, labelB: String) -> String {
+        var lines = ["| dataset | paired n | identical outputs | mean tokens \(labelA) → \(labelB) | truncated \(labelA) → \(labelB) | no answer \(labelA) → \(labelB) |",
+                     "|---|---:|---:|---:|---:|---:|"]
+        for row in rows where row.outputs.count > 0 {
+            let o = row.outputs, n = Double(o.count)
+            lines.append("| \(row.dataset) | \(o.count) | \(o.identical) (\(percent(Double(o.identical) / n)) %) | "
+                + String(format: "%.1f → %.1f", Double(o.tokensA) / n, Double(o.tokensB) / n)
+                + " | \(o.truncatedA) → \(o.truncatedB) | \(o.unansweredA) → \(o.unansweredB) |")
+        }
+        return lines.joined(separator: "\n")
+    }
 
     /// The results of one run: accuracy ± standard error (percentage points) per dataset, and the
     /// unweighted mean over datasets (as the toolkit's "avg").
@@ -264,12 +324,12 @@ public enum EvalTables {
     /// error (percentage points); the average row is the unweighted mean over datasets, its SE
     /// `sqrt(Σ SE_i²) / k` (datasets independent).
     public static func comparison(_ rows: [DatasetComparison], labelA: String, labelB: String) -> String {
-        var lines = ["| dataset | paired n | \(labelA) % | \(labelB) % | Δ (\(labelB) − \(labelA)) | SE(Δ) | only \(labelB) right | only \(labelA) right |",
-                     "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        var lines = ["| dataset | paired n | \(labelA) % | \(labelB) % | Δ (\(labelB) − \(labelA)) | SE(Δ) | only \(labelB) right | only \(labelA) right | p (exact McNemar) |",
+                     "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in rows {
             let p = row.paired
             lines.append("| \(row.dataset) | \(p.count) | \(percent(p.accuracyA)) | \(percent(p.accuracyB)) | "
-                + "\(signedPercent(p.difference)) | \(percent(p.standardError)) | \(p.onlyB) | \(p.onlyA) |")
+                + "\(signedPercent(p.difference)) | \(percent(p.standardError)) | \(p.onlyB) | \(p.onlyA) | \(pValue(p.exactP)) |")
         }
         let valid = rows.filter { $0.paired.count > 0 }
         if valid.count > 1 {
@@ -280,7 +340,7 @@ public enum EvalTables {
             let se = valid.allSatisfy({ $0.paired.standardError.isFinite })
                 ? valid.reduce(0) { $0 + $1.paired.standardError * $1.paired.standardError }.squareRoot() / k : .nan
             lines.append("| average | \(valid.reduce(0) { $0 + $1.paired.count }) | \(percent(meanA)) | \(percent(meanB)) | "
-                + "\(signedPercent(delta)) | \(percent(se)) | | |")
+                + "\(signedPercent(delta)) | \(percent(se)) | | | |")
         }
         var notes: [String] = []
         for row in rows where row.unpairedA > 0 || row.unpairedB > 0 {

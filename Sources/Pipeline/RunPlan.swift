@@ -86,7 +86,9 @@ public struct StagePlan: Sendable {
             note("\(EvalTables.results(summary))")
             if let compare {
                 let rows = try RunComparison.compare(compare, request.out)
-                note("\(EvalTables.comparison(rows, labelA: compare.lastPathComponent, labelB: request.out.lastPathComponent))")
+                let (labelA, labelB) = (compare.lastPathComponent, request.out.lastPathComponent)
+                note("\(EvalTables.comparison(rows, labelA: labelA, labelB: labelB))")
+                note("\(EvalTables.outputChanges(rows, labelA: labelA, labelB: labelB))")
             }
         }
     }

@@ -88,7 +88,9 @@ public enum RunReport {
         if let base, let tuned, let rows = try? RunComparison.compare(run.path("eval-base"), run.path("eval-tuned")), !rows.isEmpty {
             md += RunComparison.settingDifferences(base, tuned).map { "**Not comparable as run:** \($0)." }
             md += ["Paired over the items both evaluations answered (percentage points; SE of the paired difference):", "",
-                   EvalTables.comparison(rows, labelA: "before", labelB: "after")]
+                   EvalTables.comparison(rows, labelA: "before", labelB: "after"), "",
+                   "How the outputs changed on the same items:", "",
+                   EvalTables.outputChanges(rows, labelA: "before", labelB: "after")]
         } else {
             md += ["| dataset | n | before % | after % |", "|---|---:|---:|---:|"]
             for name in names {

@@ -135,6 +135,8 @@ struct Eval: ParsableCommand, LoggedCommand {
         if rows.isEmpty { printError("no dataset is in both \(a.path) and \(b.path)") }
         print("\(labelA) = \(a.path), \(labelB) = \(b.path)\n")
         print(EvalTables.comparison(rows, labelA: labelA, labelB: labelB))
+        print("")
+        print(EvalTables.outputChanges(rows, labelA: labelA, labelB: labelB))
     }
 }
 

@@ -27,6 +27,17 @@ struct ReportTests {
         #expect(EvalStatistics.paired([], []).count == 0)
     }
 
+    /// Exact McNemar p against exact binomial sums (Python `fractions` + `math.comb`), relative tolerance 1e-9.
+    @Test func exactMcNemar() {
+        func p(_ onlyA: Int, _ onlyB: Int) -> Double {
+            PairedDifference(count: onlyA + onlyB, accuracyA: 0, accuracyB: 0, difference: 0, standardError: 0, onlyA: onlyA, onlyB: onlyB).exactP
+        }
+        #expect(abs(p(1, 9) - 22.0 / 1024) < 1e-12)            // 2 · (C(10,0) + C(10,1)) / 2¹⁰
+        #expect(abs(p(9, 1) - 22.0 / 1024) < 1e-12)            // two-sided: symmetric
+        #expect(p(0, 0) == 1 && p(5, 5) == 1 && p(1, 2) == 1)  // 2 · P(X ≤ n/2) ≥ 1 is capped
+        #expect(abs(p(400, 500) / 0.0009564441369189461 - 1) < 1e-9)  // n = 900: log-space terms stay exact
+    }
+
     func item(_ id: String, _ correct: Bool, tokens: Int = 10, stopped: Bool = true, method: String = "boxed") -> ItemResult {
         ItemResult(id: id, question: "q\(id)", gold: "1", prediction: "p", extracted: correct ? "1" : "2", correct: correct,
                    method: method, generatedTokens: tokens, stopped: stopped)
@@ -45,6 +56,20 @@ struct ReportTests {
         // d = [−1, 1, 0]: mean 0, Σd² = 2, sd = 1, SE = 1/sqrt(3).
         #expect(abs(c.paired.standardError - 1 / 3.0.squareRoot()) < 1e-12)
         #expect(c.unpairedA == 1 && c.unpairedB == 1)
+    }
+
+    /// What changed in the paired outputs: same text, tokens, truncation, no answer (items paired by id).
+    @Test func outputChangesArePaired() {
+        func with(_ i: ItemResult, prediction: String) -> ItemResult { var i = i; i.prediction = prediction; return i }
+        let a = [item("1", true, tokens: 10), item("2", false, tokens: 512, stopped: false, method: "none"), item("3", true, tokens: 20),
+                 item("9", true, tokens: 1000)]
+        let b = [with(item("3", true, tokens: 30), prediction: "other"), item("1", true, tokens: 10), item("2", true, tokens: 40)]
+        let o = RunComparison.compare(dataset: "gsm8k", a, b).outputs
+        #expect(o.count == 3 && o.identical == 2)                // 1 and 2 print "p"; 3 differs; 9 unpaired
+        #expect(o.tokensA == 542 && o.tokensB == 80)
+        #expect(o.truncatedA == 1 && o.truncatedB == 0 && o.unansweredA == 1 && o.unansweredB == 0)
+        let table = EvalTables.outputChanges([RunComparison.compare(dataset: "gsm8k", a, b)], labelA: "before", labelB: "after")
+        #expect(table.contains("| gsm8k | 3 | 2 (66.7 %) | 180.7 → 26.7 | 1 → 0 | 1 → 0 |"), "\(table)")
     }
 
     @Test func summaryCounts() {
@@ -80,10 +105,11 @@ struct ReportTests {
                               unpairedA: 2, unpairedB: 0),
         ]
         let comparison = EvalTables.comparison(rows, labelA: "base", labelB: "tuned")
-        #expect(comparison.contains("| dataset | paired n | base % | tuned % | Δ (tuned − base) | SE(Δ) | only tuned right | only base right |"))
-        #expect(comparison.contains("| gsm8k | 5 | 60.0 | 80.0 | +20.0 | 37.4 | 2 | 1 |"), "\(comparison)")
+        #expect(comparison.contains("| dataset | paired n | base % | tuned % | Δ (tuned − base) | SE(Δ) | only tuned right | only base right | p (exact McNemar) |"))
+        // gsm8k: 1 + 2 discordant, 2 · P(X ≤ 1 | n 3) = 2 · 4/8 → capped at 1.
+        #expect(comparison.contains("| gsm8k | 5 | 60.0 | 80.0 | +20.0 | 37.4 | 2 | 1 | 1.0000 |"), "\(comparison)")
         // math: d = [0, 1, 0, 0]: mean .25, Σ(d − .25)² = .75, sd = .5, SE = .25.
-        #expect(comparison.contains("| math | 4 | 50.0 | 75.0 | +25.0 | 25.0 | 1 | 0 |"), "\(comparison)")
+        #expect(comparison.contains("| math | 4 | 50.0 | 75.0 | +25.0 | 25.0 | 1 | 0 | 1.0000 |"), "\(comparison)")
         // average: Δ (20 + 25)/2 = 22.5, SE sqrt(.374166² + .25²)/2 = 22.5.
         #expect(comparison.contains("| average | 9 | 55.0 | 77.5 | +22.5 | 22.5 |"), "\(comparison)")
         #expect(comparison.contains("math: 2 item(s) only in base, 0 only in tuned (left out)"))

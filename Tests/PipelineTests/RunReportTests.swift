@@ -52,6 +52,8 @@ import TestSupport
         // Paired over ids 1–4: before 2/4, after 3/4, Δ +25.0; d = [0, 0, 1, 0]: sd 0.5, SE 0.25; item 5 left out.
         #expect(markdown.contains("| gsm8k | 4 | 50.0 | 75.0 | +25.0 | 25.0 | 1 | 0 |"), "\(markdown)")
         #expect(markdown.contains("1 item(s) only in before"), "\(markdown)")
+        // Same completion text on all four paired items (the helper's), 1 discordant pair: p = 1.
+        #expect(markdown.contains("| 1 | 0 | 1.0000 |") && markdown.contains("| gsm8k | 4 | 4 (100.0 %) |"), "\(markdown)")
         // 0.5 h + 1 h of steps; the validation loss with its step.
         #expect(markdown.contains("2 steps; loss 0.5 → 0.25") && markdown.contains("validation loss 0.3 (step 2)")
                 && markdown.contains("1.50 h in steps"), "\(markdown)")
