@@ -146,18 +146,24 @@ public enum EvalSession {
         try handle.seekToEnd()
         let progress = ProgressReporter(total: dataset.examples.count, alreadyDone: kept.count, label: dataset.name)
         var fresh: [ItemResult] = []
-        var promptTokens = 0, generated = 0, seconds = 0.0
+        var promptTokens = 0, generated = 0, seconds = 0.0, freshTokens = 0
         var correct = kept.filter(\.correct).count
         progress.update(done: kept.count, detail: "starting")
+        let started = Date()
         try runner.run(remaining, maxNewTokens: r.maxNewTokens, batchSize: r.batchSize) { item, stats in
             // Each item is on disk as soon as it finishes, so --resume loses at most the rows in flight.
+            // (This item's slot is free until the next prefill: batch − 1 rows are in flight while items are queued.)
             try handle.write(contentsOf: try EvalOutput.encodeLine(item))
             fresh.append(item)
+            freshTokens += item.generatedTokens
             if item.correct { correct += 1 }
             (promptTokens, generated, seconds) = (stats.promptTokens, stats.generatedTokens, stats.prefillSeconds + stats.decodeSeconds)
-            let finished = kept.count + fresh.count
+            let finished = kept.count + fresh.count, left = remaining.count - fresh.count
+            let eta = GenerationETA(itemsLeft: left, rowsInFlight: min(left, r.batchSize - 1), tokensInFlight: generated - freshTokens,
+                                    finished: fresh.count, finishedTokens: freshTokens,
+                                    tokensPerSecond: Double(generated) / max(1e-9, Date().timeIntervalSince(started)))
             progress.update(done: finished, detail: String(format: "acc %.1f%% | %.1f tok/s", 100 * Double(correct) / Double(finished),
-                                                           seconds > 0 ? Double(generated) / seconds : 0))
+                                                           seconds > 0 ? Double(generated) / seconds : 0), eta: eta.seconds)
         }
         progress.finish()
         let byID = Dictionary((kept + fresh).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
