@@ -68,7 +68,7 @@ public final class ProgressReporter {
 
 /// Time left for a continuous-batching generation, from tokens rather than items: the first items to
 /// finish are the shortest, and the first finish comes only after a batch's worth of decoding, so an
-/// item rate starts far too slow (a 1,319-item eval at batch 64 read 46 h after 7 items; it takes ~4).
+/// item rate starts far too slow (a 1,319-item eval at batch 64 read 46 h after 7 items; it takes ~5).
 public struct GenerationETA: Equatable {
     /// Items not finished yet, the rows in flight included.
     public var itemsLeft: Int
