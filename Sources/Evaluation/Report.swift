@@ -194,6 +194,24 @@ public enum EvalOutput {
 
     /// The items of a per-item file; a line that does not decode (a write cut off by a crash) is skipped
     /// when `lenient`, an error otherwise.
+    /// dataset → items of an eval folder: the files its summary.json names, or, for a run still in progress
+    /// (no summary yet), every `<dataset>.jsonl` read leniently (a line being written is skipped). Empty when
+    /// the folder has neither.
+    public static func itemsByDataset(_ folder: URL) throws -> [String: [ItemResult]] {
+        if let summary = try? readSummary(folder) {
+            var items: [String: [ItemResult]] = [:]
+            for d in summary.datasets { items[d.name] = try readItems(folder.appendingPathComponent(d.file)) }
+            return items
+        }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        var items: [String: [ItemResult]] = [:]
+        for name in names where name.hasSuffix(".jsonl") {
+            let found = try readItems(folder.appendingPathComponent(name), lenient: true)
+            if !found.isEmpty { items[String(name.dropLast(".jsonl".count))] = found }
+        }
+        return items
+    }
+
     public static func readItems(_ url: URL, lenient: Bool = false) throws -> [ItemResult] {
         let data = try Data(contentsOf: url)
         let decoder = JSONDecoder()

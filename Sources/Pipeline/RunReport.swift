@@ -76,17 +76,33 @@ public enum RunReport {
     }
 
     /// Accuracy before and after: the paired comparison (same items, Δ ± SE) when both evaluations have
-    /// per-item output, else each run's own accuracy.
+    /// per-item output, else each run's own accuracy. An evaluation still in progress counts with the items
+    /// it has finished, said as such.
     static func evaluation(_ run: RunDirectory, save: (String, String) throws -> Void) throws -> [String] {
         let base = run.evalSummary("eval-base"), tuned = run.evalSummary("eval-tuned")
-        let before = accuracies(base), after = accuracies(tuned)
+        let before = try EvalOutput.itemsByDataset(run.path("eval-base")), after = try EvalOutput.itemsByDataset(run.path("eval-tuned"))
         guard !before.isEmpty || !after.isEmpty else { return [] }
         let names = Array(Set(before.keys).union(after.keys)).sorted()
-        try save(SVGChart.bars(title: "Accuracy before and after", groups: names, before: names.map { before[$0]?.0 }, after: names.map { after[$0]?.0 }),
+        func accuracy(_ items: [ItemResult]?) -> Double? {
+            guard let items, !items.isEmpty else { return nil }
+            return Double(items.filter(\.correct).count) / Double(items.count)
+        }
+        try save(SVGChart.bars(title: "Accuracy before and after", groups: names, before: names.map { accuracy(before[$0]) },
+                               after: names.map { accuracy(after[$0]) }),
                  "accuracy.svg")
         var md = ["## Evaluation", ""]
-        if let base, let tuned, let rows = try? RunComparison.compare(run.path("eval-base"), run.path("eval-tuned")), !rows.isEmpty {
-            md += RunComparison.settingDifferences(base, tuned).map { "**Not comparable as run:** \($0)." }
+        for (folder, summary, items) in [("eval-base", base, before), ("eval-tuned", tuned, after)] where summary == nil && !items.isEmpty {
+            let counts = items.keys.sorted().map { "\($0) \(items[$0]!.count)" }.joined(separator: ", ")
+            md += ["**`\(folder)` is still running**: \(counts) item(s) finished so far. Items finish shortest first, so an "
+                + "accuracy so far is not the final one.", ""]
+        }
+        let rows = names.compactMap { name -> DatasetComparison? in
+            guard let a = before[name], let b = after[name] else { return nil }
+            let row = RunComparison.compare(dataset: name, a, b)
+            return row.paired.count > 0 ? row : nil
+        }
+        if !rows.isEmpty {
+            if let base, let tuned { md += RunComparison.settingDifferences(base, tuned).map { "**Not comparable as run:** \($0)." } }
             md += ["Paired over the items both evaluations answered (percentage points; SE of the paired difference):", "",
                    EvalTables.comparison(rows, labelA: "before", labelB: "after"), "",
                    "How the outputs changed on the same items:", "",
@@ -94,17 +110,12 @@ public enum RunReport {
         } else {
             md += ["| dataset | n | before % | after % |", "|---|---:|---:|---:|"]
             for name in names {
-                let b = before[name], a = after[name]
-                md.append("| \(name) | \(a?.1 ?? b?.1 ?? 0) | \(b.map { String(format: "%.1f", 100 * $0.0) } ?? "–") | \(a.map { String(format: "%.1f", 100 * $0.0) } ?? "–") |")
+                let b = accuracy(before[name]), a = accuracy(after[name])
+                md.append("| \(name) | \(after[name]?.count ?? before[name]?.count ?? 0) | \(b.map { String(format: "%.1f", 100 * $0) } ?? "–") | "
+                    + "\(a.map { String(format: "%.1f", 100 * $0) } ?? "–") |")
             }
         }
         return md + ["", "![accuracy](accuracy.svg)", ""]
-    }
-
-    static func accuracies(_ summary: RunSummary?) -> [String: (Double, Int)] {
-        var result: [String: (Double, Int)] = [:]
-        for d in summary?.datasets ?? [] { result[d.name] = (d.accuracy, d.count) }
-        return result
     }
 
     static func fmt(_ value: Double?) -> String { value.map { String(format: "%.4g", $0) } ?? "–" }

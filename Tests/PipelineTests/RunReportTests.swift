@@ -67,6 +67,29 @@ import TestSupport
         let other = try String(contentsOf: run.path("report/report.md"), encoding: .utf8)
         #expect(other.contains("**Not comparable as run:** prompt_type: qwen25-math-cot vs chat."), "\(other)")
     }
+
+    /// An evaluation still running (items on disk, no summary.json yet) is reported with what it has: said
+    /// to be running, and paired with the other over the items both have; a line being written is skipped.
+    @Test func anEvaluationInProgressIsPairedOverItsFinishedItems() throws {
+        let directory = try makeTemporaryDirectory("lr-report-running")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let run = RunDirectory(directory)
+        try Self.writeEval(run.path("eval-base"), [Self.item("1", false), Self.item("2", true), Self.item("3", false), Self.item("4", true)])
+        let tuned = run.path("eval-tuned")
+        try FileManager.default.createDirectory(at: tuned, withIntermediateDirectories: true)
+        var lines = Data()
+        for i in [Self.item("3", true), Self.item("2", true)] { lines.append(try EvalOutput.encodeLine(i)) }
+        lines.append(Data("{\"id\": \"4\", \"quest".utf8))
+        try lines.write(to: tuned.appendingPathComponent("gsm8k.jsonl"))
+
+        _ = try RunReport.write(run, to: run.path("report"))
+        let markdown = try String(contentsOf: run.path("report/report.md"), encoding: .utf8)
+        #expect(markdown.contains("**`eval-tuned` is still running**: gsm8k 2 item(s) finished so far."), "\(markdown)")
+        #expect(!markdown.contains("`eval-base` is still running"))
+        // Paired over ids 2 and 3: before 1/2, after 2/2, Δ +50.0; d = [0, 1]: sd 0.7071, SE 0.5; 2 only in before.
+        #expect(markdown.contains("| gsm8k | 2 | 50.0 | 100.0 | +50.0 | 50.0 | 1 | 0 |"), "\(markdown)")
+        #expect(markdown.contains("gsm8k: 2 item(s) only in before, 0 only in after (left out)"), "\(markdown)")
+    }
 }
 
 /// run.json is rewritten as a run goes: a run killed inside a stage leaves the stages it finished and
