@@ -69,15 +69,6 @@ static void skinny_portable(int m, int n0, int n1, int k, const float *x, int ld
 #define LOAD256_BF16(p) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 
-__attribute__((target("avx2,fma"))) static inline __m128 reduce4_256(__m256 a0, __m256 a1, __m256 a2,
-                                                                      __m256 a3) {
-    __m256 b0 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
-    __m256 b1 = _mm256_add_ps(_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
-    __m256 c = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(b0), _mm256_castps_pd(b1))),
-                             _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(b0), _mm256_castps_pd(b1))));
-    return _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1));
-}
-
 // What every micro-kernel shares. Its signature, over weights WTYPE and x rows XTYPE: kc columns of T
 // weight rows (live of them real; a tile's dead rows read row 0) against M x rows, into y.
 #define MICRO_SIGNATURE(NAME, TARGET, WTYPE, XTYPE)                                                    \

@@ -68,8 +68,8 @@ public struct AttentionQuery: @unchecked Sendable {
 }
 
 public enum AttentionKernel {
-    /// True when `attentionQueries` runs vectorized for this head size (AVX-512, D a multiple of 16);
-    /// otherwise `attentionForward` (BLAS) is the faster path.
+    /// True when `attentionQueries` runs vectorized for this head size (AVX-512 with D a multiple of 16,
+    /// AVX2 with D a multiple of 8); otherwise `attentionForward` (BLAS) is the faster path.
     public static func vectorized(headDim: Int) -> Bool { lr_attention_vectorized(Int32(headDim)) != 0 }
 
     /// Scratch floats `attentionQueries` needs for these queries.

@@ -111,14 +111,17 @@ func weightedSum(_ y: [Float], _ g: [Float]) -> Double {
     }
 
     /// The per-row kernel (decode) against the f64 reference, vectorized and portable: rows of several
-    /// sequences with different lengths, heads of 16 (one vector) and 80 (64 + 16 columns).
-    @Test(arguments: [16, 80])
+    /// sequences with different lengths, heads of 16 (one AVX-512 vector), 24 (AVX2 only: three 8-lane
+    /// vectors) and 80 (64 + 16 columns; AVX2: 2 × 32 + 2 × 8), on every ISA level this CPU has.
+    @Test(arguments: [16, 24, 80])
     func rowAttentionMatchesReference(headDim: Int) {
         defer { Skinny.limitISA(Skinny.allISAs) }
         let shape = AttentionShape(heads: 6, kvHeads: 2, headDim: headDim)
         let lengths = [1, 3, 7, 21]   // 1 to 5 full groups of four keys plus tails
-        for level in [0, 2] {
+        for level in [0, 1, 2] {
             Skinny.limitISA(level)
+            // Every vector ISA runs these heads in the row kernel (all multiples of 8; AVX-512 takes 16k, AVX2 the rest).
+            #expect(AttentionKernel.vectorized(headDim: headDim) == (Skinny.isa != "portable"), "\(Skinny.isa)")
             let capacity = 24, cacheSize = capacity * shape.kvHeads * headDim, qSize = shape.heads * headDim
             let keys = pseudoRandom(lengths.count * cacheSize, seed: 60), values = pseudoRandom(lengths.count * cacheSize, seed: 61)
             let q = pseudoRandom(lengths.count * qSize, seed: 62)
