@@ -95,6 +95,7 @@ public final class RunStore {
     public let journal: DurableSampleLog
     public private(set) var attribution: [String: String] = [:]
     private let attributionHandle: FileHandle
+    private let claim: OutputLock
 
     public var runURL: URL { directory.appendingPathComponent("run.json") }
     public var journalDirectory: URL { directory.appendingPathComponent("journal") }
@@ -112,7 +113,7 @@ public final class RunStore {
     /// `makeRunID` is used only for a new directory.
     public init(directory: URL, proposed: RunIdentity) throws {
         self.directory = directory
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        claim = try OutputLock(directory, purpose: "coordinator")
         let runURL = directory.appendingPathComponent("run.json")
         if let data = try? Data(contentsOf: runURL) {
             let existing: RunIdentity

@@ -1,6 +1,7 @@
 import Cluster
 import Evaluation
 import Foundation
+import InputFiles
 import Models
 import Tensors
 import Tokenizer
@@ -65,7 +66,8 @@ public enum EvalSession {
             }
             datasets.append(dataset)
         }
-        try FileManager.default.createDirectory(at: r.out, withIntermediateDirectories: true)
+        let claim = try OutputLock(r.out, purpose: "eval")
+        defer { withExtendedLifetime(claim) {} }
         if r.cluster != nil, let adapter = r.adapter {
             throw PipelineError.inconsistent("--adapter \(adapter.path) with --bind: the nodes load --model as it is",
                                              hint: "merge first (`lightreasoner merge`) and evaluate the merged folder, which every node can read")

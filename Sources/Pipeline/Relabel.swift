@@ -2,6 +2,7 @@ import Cluster
 import Contrast
 import Digest
 import Foundation
+import InputFiles
 import Tokenizer
 
 /// Everything `relabel` is asked to do, as typed values.
@@ -139,6 +140,8 @@ public enum RelabelSession {
 
         var identity = source.identity
         identity.settings = settings
+        let claim = try OutputLock(r.out, purpose: "relabel")   // after the checks: a refused relabel writes nothing
+        defer { withExtendedLifetime(claim) {} }
         try identity.checkOrWrite(in: r.out)
         let log = try DurableSampleLog(directory: r.out)
         let todo = traces.filter { !log.finished.contains($0.questionID) }

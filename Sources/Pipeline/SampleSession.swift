@@ -1,5 +1,6 @@
 import Contrast
 import Foundation
+import InputFiles
 import Models
 import Tensors
 import Tokenizer
@@ -34,6 +35,8 @@ public enum SampleSession {
     @discardableResult
     public static func run(_ r: SampleRequest) throws -> SampleSummary {
         if let threads = r.threads { Tensors.BLAS.threads = threads }
+        let claim = try OutputLock(r.out, purpose: "sample")
+        defer { withExtendedLifetime(claim) {} }
         let compute = r.settings.computePrecision
         let expertDecoder = try Decoder(directory: r.expert, strict: r.strict, residency: r.weights, compute: compute, rows: r.batchSize)
         let amateurDecoder = try Decoder(directory: r.amateur, strict: r.strict, residency: r.weights, compute: compute, rows: r.batchSize)

@@ -2,6 +2,7 @@ import Cluster
 import Contrast
 import Digest
 import Foundation
+import InputFiles
 import Models
 import MPI
 import Tensors
@@ -94,6 +95,8 @@ public final class TrainSession {
             let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? ranks
             Tensors.BLAS.threads = max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, local))
         }
+        let claim = rank == 0 ? try OutputLock(r.out, purpose: "train") : nil   // rank 0 writes the folder
+        defer { withExtendedLifetime(claim) {} }
         // Training's matmuls run over whole sequences (128-row chunks in the kernels): `auto` measures there.
         let decoder = try Decoder(directory: r.model, strict: r.strict, residency: r.weights, rows: 128)
         if rank == 0 { noteResidency("model", decoder, requested: r.weights) }

@@ -22,6 +22,7 @@ enum ExitStatus: Int32, CaseIterable {
     case unavailable = 69
     case refused = 73
     case ioError = 74
+    case busy = 75
 
     var meaning: String {
         switch self {
@@ -32,6 +33,7 @@ enum ExitStatus: Int32, CaseIterable {
         case .unavailable: "the cluster failed: MPI, ZeroMQ, or ranks that disagree"
         case .refused: "an output already holds work made differently (continuing would mix the two), or is one of the inputs"
         case .ioError: "reading or writing a file failed (disk full, permissions)"
+        case .busy: "another process is writing the output folder (a second run, sample, train or eval on it); rerun when it has finished"
         }
     }
 
@@ -101,6 +103,11 @@ extension ExitStatus {
              is DatasetError, is SampleDataError, is PEFTError, is ConfigError, is EvaluationError, is SamplingError,
              is TrainingModelError, is SoftLabelError, is GGUFError:
             self = .badInput
+        case let claim as OutputLockError:
+            switch claim {
+            case .busy: self = .busy
+            case .unusable: self = .ioError
+            }
         case let input as InputFileError:
             switch input {
             case .missing: self = .missingInput

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import InputFiles
 import Pipeline
 import RunConfig
 import Training
@@ -49,6 +50,9 @@ struct Run: ParsableCommand, LoggedCommand {
         pipeline.runDir = runURL.path
         let plan = RunPlan(config: pipeline, directory: runURL)
         try plan.validate(source: config)
+        // Claimed before anything is written: a second run here would move, rewrite and append to this one's outputs.
+        let claim = dryRun ? nil : try OutputLock(runURL, purpose: "run \(config)")
+        defer { withExtendedLifetime(claim) {} }
         let previous = try plan.previousConfig()
         printError("lightreasoner run \(config) → \(runURL.path)")
         printError(pipeline.table())

@@ -76,10 +76,15 @@ private func fakeModel(_ directory: URL, weights: [UInt8]) throws {
             let store = try RunStore(directory: directory, proposed: identity(questions: questions))
             try store.commit(question: questions[3], records: InProcessCluster.fakeRecords(questions[3]), node: "n1")
         }
-        let again = try RunStore(directory: directory, proposed: identity(runID: "run-2", questions: questions))
-        #expect(again.identity.runID == "run-1")
-        #expect(again.journal.finished == ["q3"])
-        #expect(again.attribution == ["q3": "n1"])
+        do {
+            let again = try RunStore(directory: directory, proposed: identity(runID: "run-2", questions: questions))
+            #expect(again.identity.runID == "run-1")
+            #expect(again.journal.finished == ["q3"])
+            #expect(again.attribution == ["q3": "n1"])
+            #expect {   // while it is open, a second coordinator on the folder is refused before it reads anything
+                try RunStore(directory: directory, proposed: identity(questions: questions))
+            } throws: { "\($0)".contains("being written by another process") && "\($0)".contains("coordinator") }
+        }
         #expect {
             try RunStore(directory: directory, proposed: identity(questions: questions, beta: 0.5))
         } throws: { "\($0)".contains("settings") && "\($0)".contains("belongs to run run-1") }

@@ -50,7 +50,7 @@ struct EvalCommandTests {
         let summary = try EvalOutput.readSummary(work.appendingPathComponent("a"))
         #expect(summary.adapter == adapter.path && summary.model == tinyExpert.path)
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent("a").path)
-        #expect(leftovers.sorted() == ["gsm8k.jsonl", "identity.json", "summary.json"], "the merged copy is removed")
+        #expect(leftovers.sorted() == [".lightreasoner.lock", "gsm8k.jsonl", "identity.json", "summary.json"], "the merged copy is removed")
     }
 
     @Test func usageErrors() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import InputFiles
 import Testing
 import TestSupport
 
@@ -27,6 +28,19 @@ import TestSupport
         let malformed = try runChild(binary, ["tokenize", "--tokenizer", bad.path, "--text", "x"], timeout: 60)
         #expect(malformed.status == 65, "\(malformed.status) \(malformed.stderr)")
         #expect(malformed.stderr.hasPrefix("error: ") && !malformed.stderr.contains("Usage:"), "\(malformed.stderr)")
+    }
+
+    /// `run` on a run folder another process holds is refused (75) before any stage, naming the holder.
+    @Test func aSecondRunOnTheSameFolderExits75() throws {
+        let runDir = try makeTemporaryDirectory("lr-busy")
+        defer { try? FileManager.default.removeItem(at: runDir) }
+        let held = try OutputLock(runDir, purpose: "run configs/tiny.yaml")
+        let result = try runChild(binary, ["run", Repo.path("configs/tiny.yaml").path, "--run-dir", runDir.path], timeout: 60)
+        #expect(result.status == 75, "\(result.status) \(result.stderr)")
+        #expect(result.stderr.contains("being written by another process (pid \(getpid()): run configs/tiny.yaml)")
+                && result.stderr.contains("hint: ") && !result.stderr.contains("Usage:"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: runDir.appendingPathComponent("samples").path), "no stage ran")
+        withExtendedLifetime(held) {}
     }
 
     /// A rerun of `run` with a changed value of a complete stage is refused (73), naming the change, without the usage.
