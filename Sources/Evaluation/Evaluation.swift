@@ -27,7 +27,7 @@ public enum EvaluationError: Error, CustomStringConvertible, Equatable {
         case let .emptyDataset(name):
             return "dataset '\(name)' has no examples"
         case let .missingRun(path):
-            return "\(path): not an eval output directory (no summary.json)"
+            return "\(path): not an eval output directory (no summary.json and no per-item <dataset>.jsonl); hint: give the --out folder of `lightreasoner eval`"
         case let .invalidSetting(text):
             return text
         }

@@ -252,17 +252,16 @@ public struct DatasetComparison: Sendable, Equatable {
 }
 
 public enum RunComparison {
-    /// Pairs items by id for every dataset present in both runs (in A's order).
+    /// Pairs items by id for every dataset present in both runs (in the order of A's summary, else by name).
+    /// A run still in progress (no summary.json yet) counts with the items it has finished.
     public static func compare(_ a: URL, _ b: URL) throws -> [DatasetComparison] {
-        let summaryA = try EvalOutput.readSummary(a), summaryB = try EvalOutput.readSummary(b)
-        var rows: [DatasetComparison] = []
-        for dataset in summaryA.datasets {
-            guard let other = summaryB.datasets.first(where: { $0.name == dataset.name }) else { continue }
-            let itemsA = try EvalOutput.readItems(a.appendingPathComponent(dataset.file))
-            let itemsB = try EvalOutput.readItems(b.appendingPathComponent(other.file))
-            rows.append(compare(dataset: dataset.name, itemsA, itemsB))
+        let itemsA = try EvalOutput.itemsByDataset(a), itemsB = try EvalOutput.itemsByDataset(b)
+        for (folder, items) in [(a, itemsA), (b, itemsB)] where items.isEmpty { throw EvaluationError.missingRun(folder.path) }
+        let order = (try? EvalOutput.readSummary(a))?.datasets.map(\.name) ?? itemsA.keys.sorted()
+        return order.compactMap { name in
+            guard let x = itemsA[name], let y = itemsB[name] else { return nil }
+            return compare(dataset: name, x, y)
         }
-        return rows
     }
 
     /// Settings that change what an item's answer is, where two runs differ ("key: A vs B"): a paired

@@ -127,8 +127,14 @@ struct Eval: ParsableCommand, LoggedCommand {
 
     private func printComparison(_ a: URL, _ b: URL) throws {
         let rows = try RunComparison.compare(a, b)
-        for difference in RunComparison.settingDifferences(try EvalOutput.readSummary(a), try EvalOutput.readSummary(b)) {
-            logger.warning("the two evaluations differ in \(difference): the paired difference measures that too")
+        let summaryA = try? EvalOutput.readSummary(a), summaryB = try? EvalOutput.readSummary(b)
+        if let summaryA, let summaryB {
+            for difference in RunComparison.settingDifferences(summaryA, summaryB) {
+                logger.warning("the two evaluations differ in \(difference): the paired difference measures that too")
+            }
+        }
+        for (folder, summary) in [(a, summaryA), (b, summaryB)] where summary == nil {
+            logger.warning("\(folder.path) is still running (no summary.json): paired over the items it has finished, which come shortest first")
         }
         var labelA = a.standardizedFileURL.lastPathComponent, labelB = b.standardizedFileURL.lastPathComponent
         if labelA == labelB || labelA.isEmpty || labelB.isEmpty { (labelA, labelB) = ("A", "B") }

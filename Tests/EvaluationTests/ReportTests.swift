@@ -162,4 +162,30 @@ struct ReportTests {
             try EvalOutput.readSummary(a.appendingPathComponent("nothing"))
         }
     }
+
+    /// `eval --compare` on an evaluation still running (per-item file, no summary.json, a line being
+    /// written) pairs over the items it has finished; a folder with neither is refused.
+    @Test func comparisonOfARunStillInProgress() throws {
+        let a = try makeTemporaryDirectory("eval-done"), b = try makeTemporaryDirectory("eval-running")
+        defer { try? FileManager.default.removeItem(at: a); try? FileManager.default.removeItem(at: b) }
+        let finished = [item("0", false), item("1", true), item("2", true)]
+        var data = Data()
+        for i in finished { data.append(try EvalOutput.encodeLine(i)) }
+        try data.write(to: a.appendingPathComponent("gsm8k.jsonl"))
+        try EvalOutput.writeSummary(RunSummary(model: "m", adapter: nil, promptType: "qwen25-math-cot", maxNewTokens: 8, batchSize: 1,
+                                               limit: nil, includePercentage: true, created: "t",
+                                               datasets: [DatasetSummary(name: "gsm8k", source: "", file: "gsm8k.jsonl", items: finished,
+                                                                         promptTokens: 0, generationSeconds: 0, generatedThisRun: 0)]),
+                                    to: a)
+        var running = Data()
+        for i in [item("2", false), item("0", true)] { running.append(try EvalOutput.encodeLine(i)) }
+        running.append(Data("{\"id\": \"1\", \"quest".utf8))
+        try running.write(to: b.appendingPathComponent("gsm8k.jsonl"))
+        let rows = try RunComparison.compare(a, b)
+        #expect(rows.count == 1 && rows[0].paired.count == 2 && rows[0].unpairedA == 1 && rows[0].unpairedB == 0)
+        #expect(rows[0].paired.onlyA == 1 && rows[0].paired.onlyB == 1 && rows[0].paired.difference == 0)
+        let empty = b.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        #expect(throws: EvaluationError.missingRun(empty.path)) { try RunComparison.compare(a, empty) }
+    }
 }
