@@ -1,9 +1,6 @@
 import ArgumentParser
 import Foundation
-import InputFiles
 import Pipeline
-import RunConfig
-import Training
 
 struct Run: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
@@ -45,38 +42,9 @@ struct Run: ParsableCommand, LoggedCommand {
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() throws {
-        var pipeline = try PipelineConfig.load(file: userURL(config), overrides: overrides)
-        let runURL = userURL(runDir ?? pipeline.runDir ?? "runs/\(pipeline.name)")
-        pipeline.runDir = runURL.path
-        let plan = RunPlan(config: pipeline, directory: runURL)
-        try plan.validate(source: config)
-        // Claimed before anything is written: a second run here would move, rewrite and append to this one's outputs.
-        let claim = dryRun ? nil : try OutputLock(runURL, purpose: "run \(config)")
-        defer { withExtendedLifetime(claim) {} }
-        let previous = try plan.previousConfig()
-        printError("lightreasoner run \(config) → \(runURL.path)")
-        printError(pipeline.table())
-        // The planner's estimate for this machine (`lightreasoner plan` for N nodes); a rerun reuses the
-        // calibration the first run saved, which takes minutes on real models.
-        do {
-            let (calibration, reused) = try SavedCalibration.calibration(for: pipeline, in: runURL, save: !dryRun)
-            let estimate = Planner.estimate(pipeline, calibration: calibration, nodes: 1)
-            let origin = reused ? "; calibration of \(calibration.created) reused: delete \(runURL.appendingPathComponent(SavedCalibration.fileName).path) to measure again" : ""
-            printError("plan (estimated on this machine, 1 node\(origin)):\n" + estimate.table())
-        } catch {
-            printError("plan: no estimate (\(error))")
-        }
-        // A dry run creates nothing: no run directory, no logs, no effective config.
-        let moved = try plan.reconcile(with: previous, dryRun: dryRun)
-        moved.forEach { printError($0) }
-        let fm = FileManager.default
-        if !dryRun {
-            try fm.createDirectory(at: runURL.appendingPathComponent("logs"), withIntermediateDirectories: true)
-            try pipeline.yaml().write(to: runURL.appendingPathComponent(RunPlan.effectiveConfigName), atomically: true, encoding: .utf8)
-        }
-
-        let execution = RunExecution(plan: plan, configPath: config, overrides: overrides, notes: moved)
-        let outcome = try execution.execute(dryRun: dryRun, scope: LogTee.shared.during) { printStageEvent($0, logs: runURL.appendingPathComponent("logs")) }
+        let launch = try RunLaunch(configPath: config, overrides: overrides, runDirectory: runDir, dryRun: dryRun)
+        let outcome = try launch.execute(scope: LogTee.shared.during, say: { printError($0) }) { printStageEvent($0, logs: launch.logs) }
+        let runURL = launch.runURL
         switch outcome {
         case .dryRun: return
         case .stopped: throw ExitCode.failure
