@@ -204,3 +204,68 @@ public struct SweepPlan: Sendable {
         return written
     }
 }
+
+/// `lightreasoner sweep` from its config file: checks the grid, runs the base stages (or checks they are
+/// done when only a slice of points runs), then each selected point's stages, rewriting the results after
+/// every point. The caller shows what `say` and `event` receive (`event`'s label names the point).
+public struct SweepLaunch {
+    public let configPath: String
+    public let plan: SweepPlan
+    public let directory: URL
+
+    /// `runDirectory` is the --run-dir flag; without it, run_dir in the config, else runs/<name>.
+    public init(configPath: String, overrides: [String], runDirectory: String?) throws {
+        var config = try PipelineConfig.load(file: RunPlan.url(configPath), overrides: overrides)
+        directory = RunPlan.url(runDirectory ?? config.runDir ?? "runs/\(config.name)")
+        config.runDir = directory.path
+        plan = try SweepPlan(config: config, directory: directory, source: configPath)
+        self.configPath = configPath
+    }
+
+    public enum Outcome {
+        case dryRun
+        /// The results files, rewritten from every point done so far.
+        case complete(results: [URL])
+        case stopped(stage: String)
+    }
+
+    /// `selection`: nil for the base and every point; "3" or "2..5" for that slice of points (the base
+    /// must be done); `baseOnly` for the base stages alone.
+    public func execute(selection: String?, baseOnly: Bool, dryRun: Bool, scope: StageLogScope, say: (String) -> Void,
+                        event: (_ label: String, _ logs: URL, StageEvent) -> Void) throws -> Outcome {
+        try plan.base.validate(source: configPath)
+        // The points differ from the base only in swept values: those are checked without loading anything again.
+        let pointProblems = plan.points.flatMap { p in p.config.problems().map { "point \(p.index): \($0)" } }
+        if !pointProblems.isEmpty {
+            throw PipelineError.inconsistent("\(configPath): \(pointProblems.count) problem(s) in the grid:\n  - " + pointProblems.joined(separator: "\n  - "),
+                                             hint: "correct the sweep: values; no stage has run")
+        }
+        let selected = baseOnly ? [] : try plan.select(selection)
+        say("lightreasoner sweep \(configPath) → \(directory.path): \(plan.points.count) point(s)")
+        for p in plan.points { say("  point \(p.index): \(p.label)\(selected.contains { $0.index == p.index } ? "" : " (not this invocation)")") }
+
+        func run(_ stage: StagePlan, in run: RunDirectory, logs: URL, label: String = "") throws -> Bool {
+            let outcome = try stage.execute(in: run, logs: logs, dryRun: dryRun, scope: scope) { event(label, logs, $0) }
+            if case .stopped = outcome { return false }
+            return true
+        }
+        if selection == nil {
+            for stage in plan.baseStages {
+                if try !run(stage, in: plan.base.run, logs: directory.appendingPathComponent("logs")) { return .stopped(stage: stage.name) }
+            }
+        } else if plan.baseStages.first.flatMap({ $0.complete(in: plan.base.run) }) == nil && !dryRun {
+            throw SweepError.baseIncomplete(directory: directory.path)
+        }
+        for p in selected {
+            // Planned one stage at a time: train resumes from the newest checkpoint present when it starts.
+            for name in plan.stages(p).map(\.name) {
+                guard let stage = plan.stages(p).first(where: { $0.name == name }) else { continue }
+                if try !run(stage, in: RunDirectory(p.directory), logs: p.directory.appendingPathComponent("logs"), label: "point \(p.index) ") {
+                    return .stopped(stage: "point \(p.index) \(name)")
+                }
+            }
+            if !dryRun { try plan.writeResults() }
+        }
+        return dryRun ? .dryRun : .complete(results: try plan.writeResults())
+    }
+}

@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
 import Pipeline
-import RunConfig
-import Training
 
 struct Sweep: ParsableCommand, LoggedCommand {
     static let configuration = CommandConfiguration(
@@ -47,43 +45,15 @@ struct Sweep: ParsableCommand, LoggedCommand {
     }
 
     func run() throws {
-        var pipeline = try PipelineConfig.load(file: userURL(config), overrides: overrides)
-        let directory = userURL(runDir ?? pipeline.runDir ?? "runs/\(pipeline.name)")
-        pipeline.runDir = directory.path
-        let plan = try SweepPlan(config: pipeline, directory: directory, source: config)
-        try plan.base.validate(source: config)
-        // The points differ from the base only in swept values: those are checked without loading anything again.
-        let pointProblems = plan.points.flatMap { p in p.config.problems().map { "point \(p.index): \($0)" } }
-        if !pointProblems.isEmpty {
-            throw PipelineError.inconsistent("\(config): \(pointProblems.count) problem(s) in the grid:\n  - " + pointProblems.joined(separator: "\n  - "),
-                                             hint: "correct the sweep: values; no stage has run")
+        let launch = try SweepLaunch(configPath: config, overrides: overrides, runDirectory: runDir)
+        let outcome = try launch.execute(selection: point.map(String.init) ?? points, baseOnly: baseOnly, dryRun: dryRun,
+                                         scope: LogTee.shared.during, say: { printError($0) }) { label, logs, event in
+            printStageEvent(event, logs: logs, label: label)
         }
-        let selected = baseOnly ? [] : try plan.select(point.map(String.init) ?? points)
-        let slice = point != nil || points != nil
-        printError("lightreasoner sweep \(config) → \(directory.path): \(plan.points.count) point(s)")
-        for p in plan.points { printError("  point \(p.index): \(p.label)\(selected.contains { $0.index == p.index } ? "" : " (not this invocation)")") }
-
-        if !slice {
-            for stage in plan.baseStages { try runStage(stage, in: plan.base.run, logs: directory.appendingPathComponent("logs")) }
-        } else if plan.baseStages.first.flatMap({ $0.complete(in: plan.base.run) }) == nil && !dryRun {
-            throw SweepError.baseIncomplete(directory: directory.path)
+        switch outcome {
+        case .dryRun: return
+        case .stopped: throw ExitCode.failure
+        case let .complete(results): results.forEach { print($0.path) }
         }
-        for p in selected {
-            // Planned one stage at a time: train resumes from the newest checkpoint present when it starts.
-            for name in plan.stages(p).map(\.name) {
-                guard let stage = plan.stages(p).first(where: { $0.name == name }) else { continue }
-                try runStage(stage, in: RunDirectory(p.directory), logs: p.directory.appendingPathComponent("logs"), label: "point \(p.index) ")
-            }
-            if !dryRun { try plan.writeResults() }
-        }
-        if dryRun { return }
-        for url in try plan.writeResults() { print(url.path) }
-    }
-
-    func runStage(_ stage: StagePlan, in run: RunDirectory, logs: URL, label: String = "") throws {
-        let outcome = try stage.execute(in: run, logs: logs, dryRun: dryRun, scope: LogTee.shared.during) {
-            printStageEvent($0, logs: logs, label: label)
-        }
-        if case .stopped = outcome { throw ExitCode.failure }
     }
 }
