@@ -35,7 +35,8 @@ public final class OutputLock {
     public init(_ directory: URL, purpose: String) throws {
         try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent(Self.fileName).path
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        // O_NOFOLLOW: a planted symlink must not make us truncate the file it points at.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else {
             throw OutputLockError.unusable(directory: directory.path, reason: String(cString: strerror(errno)))
         }

@@ -23,6 +23,22 @@ import TestSupport
         withExtendedLifetime(second) {}
     }
 
+    /// A lock file planted as a symlink is refused, and what it points at is left as it was.
+    @Test func aSymlinkedLockFileIsRefusedWithoutTouchingItsTarget() throws {
+        let directory = try makeTemporaryDirectory("lr-output-lock-symlink")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let target = directory.appendingPathComponent("precious.txt")
+        try Data("keep me\n".utf8).write(to: target)
+        let out = directory.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: out.appendingPathComponent(OutputLock.fileName), withDestinationURL: target)
+        #expect { _ = try OutputLock(out, purpose: "eval") } throws: { error in
+            guard case let .unusable(path, _)? = error as? OutputLockError else { return false }
+            return path == out.path
+        }
+        #expect(try String(contentsOf: target, encoding: .utf8) == "keep me\n")
+    }
+
     static let flockTool = ["/usr/bin/flock", "/bin/flock"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     /// Another process's claim (util-linux `flock`, the same lock) refuses ours; its death frees the folder.
