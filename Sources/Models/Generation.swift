@@ -18,6 +18,8 @@ public struct GenerationStats: Sendable {
     public var generatedTokens = 0
     public var prefillSeconds = 0.0
     public var decodeSeconds = 0.0
+    /// Continuous batching: tokens so far of each row still in flight when a row finishes (for an ETA).
+    public var inFlightTokens: [Int] = []
     public init() {}
     public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0 }
     public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(generatedTokens) / decodeSeconds : 0 }
@@ -215,6 +217,7 @@ extension Decoder {
             if results[slot].stopped || results[slot].ids.count >= maxNewTokens {
                 let index = owner[slot]!
                 owner[slot] = nil
+                stats.inFlightTokens = (0..<slots).compactMap { owner[$0] == nil ? nil : results[$0].ids.count }
                 try onFinish(index, results[slot], stats)
             }
         }

@@ -161,9 +161,8 @@ public enum EvalSession {
             if item.correct { correct += 1 }
             (promptTokens, generated, seconds) = (stats.promptTokens, stats.generatedTokens, stats.prefillSeconds + stats.decodeSeconds)
             let finished = kept.count + fresh.count, left = remaining.count - fresh.count
-            let eta = GenerationETA(itemsLeft: left, rowsInFlight: min(left, r.batchSize - 1), tokensInFlight: generated - freshTokens,
-                                    finished: fresh.count, finishedTokens: freshTokens,
-                                    tokensPerSecond: Double(generated) / max(1e-9, Date().timeIntervalSince(started)))
+            let eta = GenerationETA(itemsLeft: left, finishedLengths: fresh.map(\.generatedTokens), inFlightLengths: stats.inFlightTokens,
+                                    maxLength: r.maxNewTokens, tokensPerSecond: Double(generated) / max(1e-9, Date().timeIntervalSince(started)))
             progress.update(done: finished, detail: String(format: "acc %.1f%% | %.1f tok/s", 100 * Double(correct) / Double(finished),
                                                            seconds > 0 ? Double(generated) / seconds : 0), eta: eta.seconds)
         }

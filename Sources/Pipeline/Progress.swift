@@ -66,38 +66,67 @@ public final class ProgressReporter {
     }
 }
 
-/// Time left for a continuous-batching generation, from tokens rather than items: the first items to
-/// finish are the shortest, and the first finish comes only after a batch's worth of decoding, so an
-/// item rate starts far too slow (a 1,319-item eval at batch 64 read 46 h after 7 items; it takes ~5).
+/// Time left for a continuous-batching generation, from tokens rather than items. The first items to
+/// finish are the shortest and the long ones are still running, so neither an item rate (a 1,319-item
+/// eval at batch 64 read 46 h after 7 items; it takes ~5) nor the finished items' mean length (~10 %
+/// short mid-run) will do: the length distribution is a Kaplan–Meier estimate over the finished items
+/// (lengths known) and the rows in flight (censored: longer than they are so far), capped at the limit.
 public struct GenerationETA: Equatable {
     /// Items not finished yet, the rows in flight included.
     public var itemsLeft: Int
-    /// Rows being generated now, and the tokens they have so far.
-    public var rowsInFlight: Int
-    public var tokensInFlight: Int
-    /// Items finished in this process and their generated tokens.
-    public var finished: Int
-    public var finishedTokens: Int
+    /// Generated tokens of each item finished in this process.
+    public var finishedLengths: [Int]
+    /// Tokens so far of each row in flight.
+    public var inFlightLengths: [Int]
+    /// No item is longer (max new tokens).
+    public var maxLength: Int
     /// Tokens generated in this process per second of its wall time (prefill included).
     public var tokensPerSecond: Double
 
-    public init(itemsLeft: Int, rowsInFlight: Int, tokensInFlight: Int, finished: Int, finishedTokens: Int, tokensPerSecond: Double) {
-        (self.itemsLeft, self.rowsInFlight, self.tokensInFlight) = (itemsLeft, rowsInFlight, tokensInFlight)
-        (self.finished, self.finishedTokens, self.tokensPerSecond) = (finished, finishedTokens, tokensPerSecond)
+    public init(itemsLeft: Int, finishedLengths: [Int], inFlightLengths: [Int], maxLength: Int, tokensPerSecond: Double) {
+        (self.itemsLeft, self.finishedLengths, self.inFlightLengths) = (itemsLeft, finishedLengths, inFlightLengths)
+        (self.maxLength, self.tokensPerSecond) = (max(1, maxLength), tokensPerSecond)
     }
 
-    /// Tokens per item: the finished items' mean, but never below the in-flight rows' mean length so far
-    /// (they are at least that long, and early on they are the long ones).
-    public var tokensPerItem: Double {
-        let finishedMean = finished > 0 ? Double(finishedTokens) / Double(finished) : 0
-        let inFlightMean = rowsInFlight > 0 ? Double(tokensInFlight) / Double(rowsInFlight) : 0
-        return max(finishedMean, inFlightMean)
+    /// S[t] = P(length > t) for t in 0 ..< maxLength (S[maxLength] = 0). A row in flight at L tokens is at
+    /// risk up to L and leaves the risk set after it; past the last finished length S stays flat, so the
+    /// estimate is pessimistic until long items have finished.
+    public var survival: [Double] {
+        var events = [Int](repeating: 0, count: maxLength + 1), leaving = [Int](repeating: 0, count: maxLength + 2)
+        for length in finishedLengths { let t = min(max(length, 1), maxLength); events[t] += 1; leaving[t + 1] += 1 }
+        for length in inFlightLengths { leaving[min(max(length, 0), maxLength) + 1] += 1 }
+        var atRisk = finishedLengths.count + inFlightLengths.count
+        var s = [Double](repeating: 1, count: maxLength + 1)
+        var current = 1.0
+        for t in 1...maxLength {
+            atRisk -= leaving[t]
+            if atRisk > 0, events[t] > 0 { current *= 1 - Double(events[t]) / Double(atRisk) }
+            s[t] = current
+        }
+        s[maxLength] = 0
+        return s
+    }
+
+    /// Expected tokens of an item not started yet: Σ_t P(length > t).
+    public var tokensPerItem: Double { survival.dropLast().reduce(0, +) }
+
+    /// Tokens still to generate: each row in flight's expected rest given its length so far, plus the
+    /// items not started at the mean.
+    public var tokensLeft: Double {
+        let s = survival
+        var tail = [Double](repeating: 0, count: maxLength + 1)   // tail[t] = Σ_{u ≥ t} S[u]
+        for t in stride(from: maxLength - 1, through: 0, by: -1) { tail[t] = tail[t + 1] + s[t] }
+        let inFlight = inFlightLengths.reduce(0.0) { sum, length in
+            let l = min(max(length, 0), maxLength)
+            return sum + (s[l] > 0 ? tail[l] / s[l] : 1)
+        }
+        return inFlight + Double(max(0, itemsLeft - inFlightLengths.count)) * tail[0]
     }
 
     /// Seconds left; nil while there is no rate to go by.
     public var seconds: Double? {
-        guard tokensPerSecond > 0, tokensPerItem > 0 else { return nil }
-        return max(0, Double(itemsLeft) * tokensPerItem - Double(tokensInFlight)) / tokensPerSecond
+        guard tokensPerSecond > 0 else { return nil }
+        return tokensLeft / tokensPerSecond
     }
 }
 
