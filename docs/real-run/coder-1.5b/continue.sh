@@ -33,13 +33,21 @@ done
 if [ "${1:-}" = "--paired" ] && [ ! -f "$run/eval-tuned/summary.json" ]; then
   # merge (seconds) and nothing else: eval.before false and eval.limit 0 would change the plan, so run
   # merge directly, as `run` does, into the folder `run` uses
-  [ -f "$run/merged/config.json" ] || "$bin" merge --model models/real/qwen2.5-coder-1.5b-instruct --adapter "$run/train" --out "$run/merged"
+  # the settings come from the config as `run` resolves them, so both ways evaluate alike
+  effective=$("$bin" run configs/coder-1.5b.yaml --dry-run 2>&1)
+  setting() { awk -v key="$1" '$1 == key { sub(/^[^ ]+ +/, ""); print; exit }' <<<"$effective"; }
+  [ -f "$run/merged/config.json" ] || "$bin" merge --model "$(setting models.expert)" --adapter "$run/train" --out "$run/merged"
   mkdir -p "$run/logs"
-  common=(--data gsm8k --batch-size 64 --max-new-tokens 512 --prompt-type qwen25-math-cot --resume --weights stored --compute f32 --threads 1)
+  common=(--batch-size "$(setting eval.batch_size)" --max-new-tokens "$(setting eval.max_new_tokens)"
+          --prompt-type "$(setting eval.prompt_type)" --weights "$(setting models.weights)" --compute "$(setting models.compute)"
+          --resume --threads 1)
+  for name in $(setting eval.data | tr -d '[],'); do common+=(--data "$name"); done
+  [ "$(setting eval.limit)" = null ] || common+=(--limit "$(setting eval.limit)")
+  [ "$(setting eval.data_dir)" = null ] || common+=(--data-dir "$(setting eval.data_dir)")
   pids=()
   for e in eval-base eval-tuned; do
     [ -f "$run/$e/summary.json" ] && continue
-    model=models/real/qwen2.5-coder-1.5b-instruct
+    model=$(setting models.expert)
     [ "$e" = eval-tuned ] && model=$run/merged
     timer=(); [ -x /usr/bin/time ] && timer=(/usr/bin/time -v -o "$run/logs/$e.time")   # wall time and peak RSS
     "${timer[@]}" "$bin" eval --model "$model" --out "$run/$e" "${common[@]}" \
