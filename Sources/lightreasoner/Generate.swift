@@ -65,40 +65,18 @@ struct Generate: ParsableCommand, LoggedCommand {
 
     func run() throws {
         load.applyThreads()
-        let directory = userURL(model)
-        let loadStart = Date()
         computeOptions.noteFallback()
-        let tokenizer = try Tokenizer(directory: directory)
-        var texts = prompts
-        if let promptsFile { texts += try readPrompts(userURL(promptsFile)) }
-        let rendered = try texts.map { text in
-            raw ? text : try tokenizer.applyChatTemplate(
-                [ChatMessage(role: "system", content: system), ChatMessage(role: "user", content: text)],
-                addGenerationPrompt: true)
-        }
-        let ids = rendered.map { tokenizer.encode($0) }
-        let decoder = try Decoder(directory: directory, strict: load.strict, residency: load.weights,
-                                  compute: computeOptions.compute, rows: draft == nil ? ids.count : draftTokens + 1)
-        noteResidency("model", decoder, requested: load.weights)
-        let c = decoder.config
-        let stopIDs = decoder.checkpoint.generation.eosTokenIDs
-        printError("loaded \(c.architecture.rawValue) \(formatCount(decoder.checkpoint.layout.parameterCount)) params "
-            + "(\(decoder.checkpoint.bytesByDType.keys.map(\.rawValue).sorted().joined(separator: "+"))) in "
-            + String(format: "%.2fs", Date().timeIntervalSince(loadStart)) + "; stop ids \(stopIDs); \(ids.count) prompt(s)")
-
-        let results: [GreedyResult]
-        if let draft {
-            results = try generateSpeculative(decoder: decoder, tokenizer: tokenizer, draftDirectory: userURL(draft),
-                                              prompts: ids, stopIDs: Set(stopIDs.map(Int32.init)))
-        } else {
-            var stats = GenerationStats()
-            results = try decoder.generateGreedy(prompts: ids, maxNewTokens: maxNewTokens, stopIDs: Set(stopIDs.map(Int32.init)), stats: &stats)
-            printError(String(format: "prefill %d tok in %.2fs (%.1f tok/s), decode %d tok in %.2fs (%.1f tok/s)",
-                              stats.promptTokens, stats.prefillSeconds, stats.prefillTokensPerSecond,
-                              stats.generatedTokens, stats.decodeSeconds, stats.decodeTokensPerSecond))
-        }
-        for result in results {
-            let text = tokenizer.decode(result.ids)
+        var request = GenerateRequest(model: userURL(model), prompts: prompts)
+        request.promptsFile = promptsFile.map(userURL)
+        request.system = system
+        request.raw = raw
+        request.maxNewTokens = maxNewTokens
+        request.draft = draft.map(userURL)
+        request.draftTokens = draftTokens
+        request.strict = load.strict
+        request.weights = load.weights
+        request.compute = computeOptions.compute
+        for (result, text) in try GenerateSession.run(request, note: { printError($0) }) {
             if verbose {
                 printError("margins: " + result.margins.map { String(format: "%.3g", $0) }.joined(separator: " "))
             }
@@ -109,48 +87,6 @@ struct Generate: ParsableCommand, LoggedCommand {
             } else {
                 print(text)
             }
-        }
-    }
-
-    /// Each prompt alone, the draft proposing; one throughput line with the acceptance rate.
-    private func generateSpeculative(decoder: Decoder, tokenizer: Tokenizer, draftDirectory: URL,
-                                     prompts: [[Int32]], stopIDs: Set<Int32>) throws -> [GreedyResult] {
-        let loadStart = Date()
-        let draftTokenizer = try Tokenizer(directory: draftDirectory)
-        do {
-            try checkVocabularyAlignment(expert: tokenizer, amateur: draftTokenizer)
-        } catch let SamplingError.vocabularyMismatch(ids, _, _, checked) {
-            throw CommandFailure.badInput("--draft \(draftDirectory.path): its tokenizer disagrees with \(model)'s on ids \(ids) (of \(checked) common ids)",
-                                          hint: "the draft must share the model's tokenizer, e.g. a smaller model of the same family")
-        }
-        let draftDecoder = try Decoder(directory: draftDirectory, strict: load.strict, residency: load.weights,
-                                       compute: computeOptions.compute, rows: 1)
-        noteResidency("draft", draftDecoder, requested: load.weights)
-        printError("loaded draft \(formatCount(draftDecoder.checkpoint.layout.parameterCount)) params in "
-            + String(format: "%.2fs", Date().timeIntervalSince(loadStart)) + "; \(draftTokens) draft tokens per check")
-        var total = SpeculativeStats()
-        let results = try prompts.map { prompt in
-            var stats = SpeculativeStats()
-            let result = try decoder.generateSpeculative(
-                prompt: prompt, draft: draftDecoder, maxNewTokens: maxNewTokens, stopIDs: stopIDs, draftTokens: draftTokens,
-                sharedIDs: min(tokenizer.idCount, draftTokenizer.idCount), stats: &stats)
-            total += stats
-            return result
-        }
-        printError(String(format: "prefill %d tok in %.2fs, decode %d tok in %.2fs (%.1f tok/s); "
-                          + "draft acceptance %.1f%%, %.2f tok per model forward",
-                          total.promptTokens, total.prefillSeconds, total.generatedTokens, total.decodeSeconds,
-                          total.decodeTokensPerSecond, 100 * total.acceptanceRate, total.tokensPerExpertForward))
-        return results
-    }
-
-    private func readPrompts(_ url: URL) throws -> [String] {
-        try JSONLines.objects(url).map { line, object in
-            guard let prompt = (object["question"] ?? object["prompt"]) as? String else {
-                throw CommandFailure.badInput("\(url.path):\(line): no \"question\" or \"prompt\" string",
-                                              hint: "one object per line, e.g. {\"question\": \"…\"}")
-            }
-            return prompt
         }
     }
 }
