@@ -164,8 +164,8 @@ public final class TrainSession {
             + "\(options.steps) steps × \(options.samplesPerStep * ranks) samples, lr \(options.optimizer.learningRate) → \(r.out.path)")
 
         // The held-out loss before any update, so a run shows where it started.
-        if trainer.step == 0, let initial = try trainer.validationLoss(), rank == 0 {
-            note(String(format: "validation loss before training: %.4f", initial))
+        if trainer.step == 0, let initial = try trainer.validate(), rank == 0 {
+            note(String(format: "validation loss before training: %.4f | top-1 agreement %.1f%%", initial.loss, 100 * initial.topAgreement))
         }
         let logEvery = max(1, r.logEvery)
         let outcome = try trainer.run(shouldStop: shouldStop) { m in
@@ -174,6 +174,7 @@ public final class TrainSession {
                               m.step, m.totalSteps, m.loss, m.gradNorm, m.learningRate, m.milliseconds, m.samplesPerSecond,
                               formatSeconds(m.etaSeconds))
             if let v = m.validationLoss { line += String(format: " | val loss %.4f", v) }
+            if let a = m.validationTopAgreement { line += String(format: " | val top-1 %.1f%%", 100 * a) }
             self.note(line)
         }
         if case let .finished(done) = outcome { note("done: \(done) steps; adapter in \(r.out.path)") }

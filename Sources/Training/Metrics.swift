@@ -16,12 +16,23 @@ public struct StepMetrics: Sendable, Codable, Equatable {
     public var samplesPerSecond: Double
     public var etaSeconds: Double
     public var validationLoss: Double?
+    /// Fraction of validation steps whose most likely token is the label's top id (absent in older files).
+    public var validationTopAgreement: Double?
 
     enum CodingKeys: String, CodingKey {
         case step, totalSteps = "total_steps", loss, gradNorm = "grad_norm", clipCoefficient = "clip_coef"
         case learningRate = "lr", milliseconds = "ms", samples, tokens, samplesPerSecond = "samples_per_s"
         case etaSeconds = "eta_s", validationLoss = "val_loss"
+        case validationTopAgreement = "val_top1"
     }
+}
+
+/// The held-out measures: mean KL to the soft labels, and the fraction of steps where the model's greedy
+/// choice is the label's most-weighted token (for the untrained expert with sampling's prompt, about the
+/// share of labels whose top is the expert's own token; training raises it by moving the other choices).
+public struct ValidationResult: Sendable, Equatable {
+    public var loss: Double
+    public var topAgreement: Double
 }
 
 /// metrics.jsonl: one line per step, appended and flushed.

@@ -87,6 +87,16 @@ public func softLabelKLForward(logits z: UnsafePointer<Float>, count: Int, label
     return label.negativeEntropy - dot + label.mass * lse
 }
 
+/// Whether the row's most likely token (first of equal maxima) is the label's most-weighted id (first of
+/// equal weights): the held-out "top-1 agreement". A label with no kept id never agrees. z: (V)
+public func softLabelTopAgrees(logits z: UnsafePointer<Float>, count: Int, label: SoftLabel) -> Bool {
+    guard var top = label.ids.first.map(Int.init), var topWeight = label.weights.first else { return false }
+    for (id, w) in zip(label.ids, label.weights) where w > topWeight { top = Int(id); topWeight = w }
+    var best = 0
+    for j in 1..<max(count, 1) where z[j] > z[best] { best = j }
+    return best == top
+}
+
 /// dz: (V) += scale · (Σq · softmax(z) − q). z: (V)
 public func softLabelKLBackward(
     dlogits dz: UnsafeMutablePointer<Float>, logits z: UnsafePointer<Float>, count: Int, label: SoftLabel, scale: Float

@@ -16,7 +16,7 @@ struct Train: ParsableCommand, LoggedCommand {
         Output directory (--out):
         - adapter_config.json, adapter_model.safetensors: the final adapter (PEFT format, always written)
         - checkpoint-<step>/: adapter, optimizer.safetensors (AdamW moments), trainer_state.json
-        - metrics.jsonl: one line per step (loss, grad_norm, lr, ms, samples_per_s, val_loss)
+        - metrics.jsonl: one line per step (loss, grad_norm, lr, ms, samples_per_s; val_loss and val_top1, the share of held-out steps whose most likely token is the label's top id)
         - train_config.json: the settings and the dataset summary
 
         SIGTERM or Ctrl-C writes checkpoint-<step> of the completed steps and exits 0; continue with \

@@ -194,6 +194,19 @@ func dot(_ a: [Double], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + $1.
         // Σ dz = scale·(Σq·1 − Σq) = 0
         #expect(abs(dz.map { Double($0 - 1) }.reduce(0, +)) < 1e-6)
     }
+
+    /// Top-1 agreement: the logits' first maximum against the label's first most-weighted id.
+    @Test func topAgreement() throws {
+        let z: [Float] = [0.1, 2.0, -1.0, 2.0, 0.5]   // argmax 1 (first of the tied 2.0s)
+        let agrees = { (ids: [Int], weights: [Double]) in
+            softLabelTopAgrees(logits: z, count: z.count, label: try SoftLabel(tokenIDs: ids, weights: weights, vocabulary: z.count))
+        }
+        #expect(try agrees([1, 4], [0.7, 0.3]))
+        #expect(try !agrees([1, 4], [0.3, 0.7]))
+        #expect(try !agrees([3], [1]))                  // the tie goes to the lower logit index
+        #expect(try agrees([1, 3], [0.5, 0.5]))         // and to the lower label id
+        #expect(try !agrees([9], [1]))                  // every id dropped (≥ vocabulary): no top
+    }
 }
 
 /// The block kernels the training backward chains (Sources/Tensors/Kernels.swift), checked against f64

@@ -197,6 +197,8 @@ func stepGradients(_ trainer: Trainer, step: Int = 0) throws -> [Float] {
                                   outputDirectory: nil, baseModel: "tiny")
         _ = try trainer.run(report: { metrics.append($0) })
         #expect(metrics.map { $0.validationLoss != nil } == [false, true, false, true, true])
+        #expect(metrics.map { $0.validationTopAgreement != nil } == [false, true, false, true, true])
+        #expect(metrics.compactMap(\.validationTopAgreement).allSatisfy { (0...1).contains($0) })
         #expect(metrics.allSatisfy { $0.loss.isFinite && $0.gradNorm > 0 && $0.samples == 2 })
     }
 }
