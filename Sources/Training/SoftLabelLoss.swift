@@ -1,4 +1,5 @@
 import Foundation
+import Models
 
 // The LightReasoner objective at one supervised position p with soft label q (a distribution over the
 // first Vb vocabulary entries, possibly with Σq < 1 after dropping ids ≥ Vb):
@@ -92,9 +93,7 @@ public func softLabelKLForward(logits z: UnsafePointer<Float>, count: Int, label
 public func softLabelTopAgrees(logits z: UnsafePointer<Float>, count: Int, label: SoftLabel) -> Bool {
     guard var top = label.ids.first.map(Int.init), var topWeight = label.weights.first else { return false }
     for (id, w) in zip(label.ids, label.weights) where w > topWeight { top = Int(id); topWeight = w }
-    var best = 0
-    for j in 1..<max(count, 1) where z[j] > z[best] { best = j }
-    return best == top
+    return argmaxWithMargin(z, count: count).index == top   // the greedy decoder's choice
 }
 
 /// dz: (V) += scale · (Σq · softmax(z) − q). z: (V)
